@@ -1,0 +1,155 @@
+//! The one error type, with flufl.lock's kinds.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What went wrong, mirroring flufl.lock's exceptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// We already hold this lock (flufl's `AlreadyLockedError`).
+    AlreadyLocked,
+    /// We do not hold this lock, or it was broken and taken by another process
+    /// (flufl's `NotLockedError`).
+    NotLocked,
+    /// The timeout passed before the lock could be taken (flufl's `TimeOutError`).
+    TimedOut,
+    /// A filesystem call failed, or the lock file is not something we may touch.
+    Io,
+}
+
+/// An error from a lock operation. Its message names the file and the step that failed.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    path: PathBuf,
+    message: String,
+    source: Option<io::Error>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, path: &Path, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            path: path.to_path_buf(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An I/O error at `step` on `path`: "failed to {step} {path}: {err}".
+    pub(crate) fn io(step: &str, path: &Path, err: io::Error) -> Error {
+        Error {
+            kind: ErrorKind::Io,
+            path: path.to_path_buf(),
+            message: format!("failed to {step} {}", path.display()),
+            source: Some(err),
+        }
+    }
+
+    /// An I/O error that is not a failed call: the file is not what a lock may be.
+    pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> Error {
+        let message = message.into();
+        Error {
+            kind: ErrorKind::Io,
+            path: path.to_path_buf(),
+            source: Some(io::Error::new(io::ErrorKind::InvalidData, message.clone())),
+            message,
+        }
+    }
+
+    /// The kind of error.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The file the failed step was working on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying I/O error, if the step was a filesystem call.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+
+    /// Converts into the underlying I/O error, or an `io::Error` of the matching kind.
+    pub fn into_io_error(self) -> io::Error {
+        io::Error::from(self)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        match &self.source {
+            Some(e) if e.kind() != io::ErrorKind::InvalidData || e.to_string() != self.message => {
+                write!(f, ": {e}")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+impl From<Error> for io::Error {
+    /// Keeps the kind: `TimedOut` becomes `TimedOut`, `AlreadyLocked` becomes `WouldBlock`
+    /// (the mapping fd-lock and fs4 use), an I/O error is returned as it was.
+    fn from(e: Error) -> io::Error {
+        let kind = match e.kind {
+            ErrorKind::TimedOut => io::ErrorKind::TimedOut,
+            ErrorKind::AlreadyLocked => io::ErrorKind::WouldBlock,
+            ErrorKind::NotLocked => io::ErrorKind::Other,
+            ErrorKind::Io => {
+                if let Some(src) = e.source {
+                    return src;
+                }
+                io::ErrorKind::Other
+            }
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Display names the step, the path and the OS error.
+    #[test]
+    fn display_names_step_and_path() {
+        let e = Error::io(
+            "link claim file to",
+            Path::new("/x/l"),
+            io::Error::from_raw_os_error(13),
+        );
+        let s = e.to_string();
+        assert!(s.starts_with("failed to link claim file to /x/l: "), "{s}");
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert_eq!(e.path(), Path::new("/x/l"));
+    }
+
+    /// Conversion to io::Error keeps the kind.
+    #[test]
+    fn into_io_keeps_kind() {
+        let t = Error::new(ErrorKind::TimedOut, Path::new("/l"), "timed out");
+        assert_eq!(io::Error::from(t).kind(), io::ErrorKind::TimedOut);
+        let a = Error::new(ErrorKind::AlreadyLocked, Path::new("/l"), "held");
+        assert_eq!(io::Error::from(a).kind(), io::ErrorKind::WouldBlock);
+        let i = Error::io(
+            "open",
+            Path::new("/l"),
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(i.into_io_error().kind(), io::ErrorKind::PermissionDenied);
+    }
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(not(any(windows)), deny(unsafe_code))]
+
+mod claim;
+mod error;
+mod lock;
+#[cfg(feature = "fault-injection")]
+pub mod sys;
+#[cfg(not(feature = "fault-injection"))]
+mod sys;
+
+pub use claim::{Details, LockState};
+pub use error::{Error, ErrorKind, Result};
+pub use lock::{
+    Clock, KeepAlive, Lock, LockBuilder, LockGuard, SystemClock, WaitStatus, DEFAULT_FOREIGN_SLOP,
+    DEFAULT_LIFETIME, SEP,
+};

@@ -1,0 +1,1677 @@
+//! [`Lock`] and [`LockBuilder`]: the algorithm, as one piece of plain code over [`Fs`].
+//! See `docs/protocol.md` for the why of every step.
+
+use crate::claim::{self, Claim, ClockOffset, Details, Facts, Liveness, LockState};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{self, FileId, FileKind, Fs, HostIdentity, Meta, ProcState, RealFs, Waiter};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// flufl.lock's default lifetime: 15 seconds.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(15);
+
+/// flufl.lock's clock slop, applied to locks written by flufl.lock itself, whose expiry is
+/// in the writer's own clock.
+pub const DEFAULT_FOREIGN_SLOP: Duration = Duration::from_secs(10);
+
+/// The claim separator of this platform: `|` on POSIX, `^` on Windows (as flufl.lock).
+pub const SEP: char = if cfg!(windows) { '^' } else { '|' };
+
+const ESTALE: i32 = 116;
+
+/// A source of wall-clock time: flufl.lock's `_now()` hook.
+///
+/// Timeouts always run on the monotonic clock; this clock is used only to compute and judge
+/// expiry times, and for locks written by this library only through the offset to the file
+/// server's clock learned from our own claim file.
+pub trait Clock: Send + Sync {
+    /// The current wall-clock time.
+    fn now(&self) -> SystemTime;
+}
+
+impl<F: Fn() -> SystemTime + Send + Sync> Clock for F {
+    fn now(&self) -> SystemTime {
+        self()
+    }
+}
+
+/// The real clock, `SystemTime::now()`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// What a waiter knows while it waits, given to the [`LockBuilder::on_wait`] callback.
+#[derive(Debug, Clone)]
+pub struct WaitStatus {
+    /// The lock file waited on.
+    pub lockfile: PathBuf,
+    /// Who holds it, when its claim could be read.
+    pub holder: Option<Details>,
+    /// How long this acquisition has waited so far.
+    pub waited: Duration,
+    /// How long until the holder's lock expires and may be broken; zero once it has.
+    pub expires_in: Option<Duration>,
+}
+
+type WaitCallback = Arc<dyn Fn(&WaitStatus) + Send + Sync>;
+
+/// Tunables; see the [`LockBuilder`] methods.
+#[derive(Clone)]
+struct Config {
+    default_timeout: Option<Duration>,
+    retry_errnos: Vec<i32>,
+    max_retries: u32,
+    min_poll: Duration,
+    max_poll: Duration,
+    foreign_slop: Duration,
+    clock_margin: Duration,
+    marker_lifetime: Duration,
+    notify: bool,
+    pid_check: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            default_timeout: None,
+            retry_errnos: vec![ESTALE],
+            max_retries: 10,
+            min_poll: Duration::from_millis(1),
+            max_poll: Duration::from_millis(100),
+            foreign_slop: DEFAULT_FOREIGN_SLOP,
+            clock_margin: Duration::from_millis(500),
+            marker_lifetime: Duration::from_secs(5),
+            notify: true,
+            pid_check: true,
+        }
+    }
+}
+
+/// Builds a [`Lock`] with a lifetime, default timeout, separator and waiting policy.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// let lock = flufl_lock::Lock::builder(dir.path().join("db.lck"))
+///     .lifetime(Duration::from_secs(60))
+///     .default_timeout(Duration::from_secs(5))
+///     .build()?;
+/// assert_eq!(lock.lifetime(), Duration::from_secs(60));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LockBuilder {
+    path: PathBuf,
+    lifetime: Duration,
+    separator: char,
+    hostname: Option<String>,
+    clock: Arc<dyn Clock>,
+    fs: Arc<dyn Fs>,
+    on_wait: Option<WaitCallback>,
+    cfg: Config,
+}
+
+impl fmt::Debug for LockBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockBuilder")
+            .field("path", &self.path)
+            .field("lifetime", &self.lifetime)
+            .field("separator", &self.separator)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockBuilder {
+    /// The lock's lifetime: how long it stays valid after each acquisition or refresh before
+    /// others may break it. Default 15 s, as flufl.lock.
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// How long [`Lock::lock`] waits before giving up with [`ErrorKind::TimedOut`].
+    /// Default: forever.
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.default_timeout = Some(timeout);
+        self
+    }
+
+    /// The separator between the claim's fields. Default [`SEP`]. It must be a character
+    /// that is legal in file names on every platform that shares the lock (`|` is not legal
+    /// on Windows).
+    pub fn separator(mut self, separator: char) -> Self {
+        self.separator = separator;
+        self
+    }
+
+    /// Replaces the host name written into claims (default: what Python's
+    /// `socket.getfqdn()` gives). Only the pid check compares it, and never alone.
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// flufl.lock's `_now()` hook: the wall clock used for expiry times.
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Raw OS error numbers that are retried, a bounded number of times, when reading or
+    /// linking (flufl.lock's `retry_errnos`). Default: `ESTALE`. `EINTR` is always retried.
+    pub fn retry_errnos(mut self, errnos: impl IntoIterator<Item = i32>) -> Self {
+        self.cfg.retry_errnos = errnos.into_iter().collect();
+        self
+    }
+
+    /// How many times in a row a retryable error is retried before it is returned.
+    /// Default 10.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.cfg.max_retries = n;
+        self
+    }
+
+    /// The waiting backoff: the first pause and the cap it grows to (by 1.5x, with jitter),
+    /// restarted when the lock changes hands. Defaults 1 ms and 100 ms. On local Linux
+    /// filesystems a release wakes waiters at once, whatever these are.
+    pub fn poll_interval(mut self, min: Duration, max: Duration) -> Self {
+        self.cfg.min_poll = min.max(Duration::from_micros(100));
+        self.cfg.max_poll = max.max(self.cfg.min_poll);
+        self
+    }
+
+    /// The slop added to the expiry of locks written by flufl.lock (Python), whose times
+    /// are in their writer's clock. Default 10 s, flufl.lock's `CLOCK_SLOP`.
+    pub fn foreign_slop(mut self, slop: Duration) -> Self {
+        self.cfg.foreign_slop = slop;
+        self
+    }
+
+    /// The margin for our own locks' expiry, whose times are in the file server's clock:
+    /// covers the error of our estimate of that clock. An unlock with less than twice this
+    /// left of its lifetime serialises with breakers. Default 500 ms.
+    pub fn clock_margin(mut self, margin: Duration) -> Self {
+        self.cfg.clock_margin = margin;
+        self
+    }
+
+    /// How long a break marker may stand before it is presumed left by a crashed breaker.
+    /// Default 5 s.
+    pub fn marker_lifetime(mut self, lifetime: Duration) -> Self {
+        self.cfg.marker_lifetime = lifetime;
+        self
+    }
+
+    /// Whether waiters use change notification (inotify) and process handles (pidfd) where
+    /// available. Default true; they are never used on network filesystems.
+    pub fn notify(mut self, on: bool) -> Self {
+        self.cfg.notify = on;
+        self
+    }
+
+    /// Whether a lock whose holder is proven dead on this host is broken before it expires.
+    /// Default true.
+    pub fn pid_check(mut self, on: bool) -> Self {
+        self.cfg.pid_check = on;
+        self
+    }
+
+    /// Called while waiting, after each failed try, with what is known of the holder.
+    pub fn on_wait(mut self, f: impl Fn(&WaitStatus) + Send + Sync + 'static) -> Self {
+        self.on_wait = Some(Arc::new(f));
+        self
+    }
+
+    /// Puts a different filesystem under the algorithm, for fault injection.
+    /// **Not a stable API.**
+    #[cfg(feature = "fault-injection")]
+    pub fn filesystem(mut self, fs: Arc<dyn Fs>) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    /// Builds the lock. Nothing is written until it is locked.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the path has no file name, cannot be made absolute, or contains
+    /// a NUL byte, or if the separator is a path separator.
+    pub fn build(self) -> Result<Lock> {
+        let path = &self.path;
+        if self.separator == '/' || self.separator == '\\' || self.separator == '\0' {
+            return Err(Error::invalid(
+                path,
+                format!("invalid claim separator {:?}", self.separator),
+            ));
+        }
+        let lockfile =
+            std::path::absolute(path).map_err(|e| Error::io("make absolute the path", path, e))?;
+        if lockfile.file_name().is_none() || claim::path_to_bytes(&lockfile).contains(&0) {
+            return Err(Error::invalid(
+                path,
+                format!("not a usable lock file path: {}", path.display()),
+            ));
+        }
+        let hostname = self.hostname.unwrap_or_else(sys::hostname);
+        let identity = sys::host_identity();
+        let origin = match (&identity.boot_id, identity.pid_ns, identity.start_time) {
+            (Some(b), Some(ns), Some(st)) => Some(claim::Origin {
+                boot_id: b.clone(),
+                pid_ns: ns,
+                start_time: st,
+            }),
+            _ => None,
+        };
+        let pid = std::process::id();
+        let random = claim::random_field(random_u64(), origin.as_ref());
+        let claimfile = claim::claim_path(&lockfile, self.separator, &hostname, pid, &random);
+        let with = |suffix: &str| {
+            let mut s = claimfile.clone().into_os_string();
+            s.push(suffix);
+            PathBuf::from(s)
+        };
+        let pin = with(".pin");
+        let taken = with(".brk");
+        let mut marker = lockfile.clone().into_os_string();
+        marker.push(".break");
+        Ok(Lock {
+            inner: Arc::new(Inner {
+                claim_bytes: claim::path_to_bytes(&claimfile),
+                marker: PathBuf::from(marker),
+                lockfile,
+                claimfile,
+                pin,
+                taken,
+                sep: self.separator,
+                hostname,
+                identity,
+                fs: self.fs,
+                clock: self.clock,
+                on_wait: self.on_wait,
+                cfg: self.cfg,
+                state: Mutex::new(State {
+                    lifetime: self.lifetime,
+                    claim: None,
+                    held: false,
+                    expires_at: Instant::now(),
+                }),
+            }),
+        })
+    }
+}
+
+fn random_u64() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Our claim file, while it exists.
+#[derive(Debug, Clone, Copy)]
+struct ClaimState {
+    id: FileId,
+    offset: ClockOffset,
+    /// When we last wrote the claim's expiry, on the monotonic clock.
+    stamped: Instant,
+}
+
+#[derive(Debug)]
+struct State {
+    lifetime: Duration,
+    claim: Option<ClaimState>,
+    held: bool,
+    /// Our estimate of when our lock expires, on the monotonic clock.
+    expires_at: Instant,
+}
+
+struct Inner {
+    lockfile: PathBuf,
+    claimfile: PathBuf,
+    claim_bytes: Vec<u8>,
+    marker: PathBuf,
+    pin: PathBuf,
+    taken: PathBuf,
+    sep: char,
+    hostname: String,
+    identity: HostIdentity,
+    fs: Arc<dyn Fs>,
+    clock: Arc<dyn Clock>,
+    on_wait: Option<WaitCallback>,
+    cfg: Config,
+    state: Mutex<State>,
+}
+
+/// What the lock file is, read without following links.
+#[derive(Debug)]
+enum View {
+    /// No lock file (or it vanished while we looked).
+    Gone,
+    /// The lock file is our claim: we hold the lock.
+    Ours,
+    /// Someone else's well-formed claim.
+    Theirs(Meta, Claim),
+}
+
+/// An NFS-safe lock file with a lifetime, compatible with Python's flufl.lock 10.0.0.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let lock = flufl_lock::Lock::new(dir.path().join("spool.lck"))?;
+/// lock.lock()?;
+/// assert!(lock.is_locked()?);
+/// // ... work on what the lock guards ...
+/// lock.unlock()?;
+/// # Ok::<(), flufl_lock::Error>(())
+/// ```
+pub struct Lock {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Lock {
+    /// `Lock { path, locked, lifetime, pid }`, from memory only: it never touches the lock.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (locked, lifetime) = match self.inner.state.try_lock() {
+            Ok(s) => (if s.held { "locked" } else { "unlocked" }, Some(s.lifetime)),
+            Err(_) => ("busy", None),
+        };
+        f.debug_struct("Lock")
+            .field("path", &self.inner.lockfile)
+            .field("state", &locked)
+            .field("lifetime", &lifetime)
+            .field("pid", &std::process::id())
+            .finish()
+    }
+}
+
+fn is_not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(ESTALE)
+}
+
+fn is_exists(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::AlreadyExists
+}
+
+/// An exponential backoff with jitter.
+struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    fn step(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (base.mul_f64(1.5)).min(self.max);
+        // Jitter of +-20% so that waiters woken together spread out.
+        let j = (random_u64() % 401) as f64 / 1000.0 + 0.8;
+        base.mul_f64(j).min(self.max)
+    }
+}
+
+impl Lock {
+    /// A lock on `path` with flufl.lock's defaults: a 15 s lifetime, wait forever.
+    ///
+    /// # Errors
+    ///
+    /// As [`LockBuilder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// assert!(lock.lockfile().is_absolute());
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn new(path: impl AsRef<Path>) -> Result<Lock> {
+        Lock::builder(path).build()
+    }
+
+    /// A [`LockBuilder`] for `path`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).separator('^').build()?;
+    /// assert!(lock.claimfile().to_string_lossy().contains('^'));
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn builder(path: impl AsRef<Path>) -> LockBuilder {
+        LockBuilder {
+            path: path.as_ref().to_path_buf(),
+            lifetime: DEFAULT_LIFETIME,
+            separator: SEP,
+            hostname: None,
+            clock: Arc::new(SystemClock),
+            fs: Arc::new(RealFs),
+            on_wait: None,
+            cfg: Config::default(),
+        }
+    }
+
+    /// Takes the lock, waiting for the builder's default timeout (default: forever).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::AlreadyLocked`] if this `Lock` already holds it, [`ErrorKind::TimedOut`]
+    /// if the default timeout passes, [`ErrorKind::Io`] if a filesystem call fails (a
+    /// missing or read-only directory fails at once) or the lock file is not a claim.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// lock.lock()?;
+    /// assert_eq!(lock.lock().unwrap_err().kind(), flufl_lock::ErrorKind::AlreadyLocked);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn lock(&self) -> Result<()> {
+        self.inner.acquire(self.inner.cfg.default_timeout)
+    }
+
+    /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::lock`]; [`ErrorKind::TimedOut`] names the holder and its expiry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("x.lck");
+    /// let a = flufl_lock::Lock::new(&path)?;
+    /// let b = flufl_lock::Lock::new(&path)?;
+    /// a.lock()?;
+    /// let err = b.lock_timeout(Duration::from_millis(50)).unwrap_err();
+    /// assert_eq!(err.kind(), flufl_lock::ErrorKind::TimedOut);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<()> {
+        self.inner.acquire(Some(timeout))
+    }
+
+    /// Takes the lock if it is free (or breakable) now, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TimedOut`] if another process holds it; otherwise as [`Lock::lock`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// lock.try_lock()?;
+    /// lock.unlock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn try_lock(&self) -> Result<()> {
+        self.inner.acquire(Some(Duration::ZERO))
+    }
+
+    /// Takes the lock and returns a guard that releases it when dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::lock`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// {
+    ///     let _guard = lock.guard()?;
+    ///     assert!(lock.is_locked()?);
+    /// }
+    /// assert!(!lock.is_locked()?);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn guard(&self) -> Result<LockGuard<'_>> {
+        self.lock()?;
+        Ok(LockGuard { lock: self })
+    }
+
+    /// Takes the lock, waiting at most `timeout`, and returns a guard.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::lock_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// let guard = lock.guard_timeout(std::time::Duration::from_secs(1))?;
+    /// guard.unlock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn guard_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
+        self.lock_timeout(timeout)?;
+        Ok(LockGuard { lock: self })
+    }
+
+    /// Releases the lock. Only our own lock file is ever removed: if ours was broken and
+    /// taken by another process, that process keeps it and this returns `NotLocked`.
+    /// Our claim file is removed in every case.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotLocked`] if we do not hold the lock (any more); [`ErrorKind::Io`] if
+    /// a removal fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// assert_eq!(lock.unlock().unwrap_err().kind(), flufl_lock::ErrorKind::NotLocked);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn unlock(&self) -> Result<()> {
+        self.inner.release(false)
+    }
+
+    /// Releases the lock if we hold it and removes our claim file, without complaining
+    /// when we do not hold it (flufl.lock's `unlock(unconditionally=True)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if a removal fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// lock.unlock_unconditionally()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn unlock_unconditionally(&self) -> Result<()> {
+        self.inner.release(true)
+    }
+
+    /// Extends the lock: it now expires `lifetime` (or the current lifetime) from now.
+    /// A new `lifetime` becomes the lock's lifetime.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotLocked`] if we do not hold the lock, unless `unconditionally`;
+    /// [`ErrorKind::Io`] if the time cannot be set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// lock.lock()?;
+    /// lock.refresh(Some(Duration::from_secs(120)), false)?;
+    /// assert_eq!(lock.lifetime(), Duration::from_secs(120));
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn refresh(&self, lifetime: Option<Duration>, unconditionally: bool) -> Result<()> {
+        self.inner.refresh(lifetime, unconditionally)
+    }
+
+    /// Whether we hold the lock: the lock file is our claim file. Unlike flufl.lock's
+    /// `is_locked`, this does **not** extend the lock's lifetime.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the lock file cannot be examined.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// assert!(!lock.is_locked()?);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn is_locked(&self) -> Result<bool> {
+        let st = self.inner.lock_state();
+        self.inner.is_ours(&st)
+    }
+
+    /// Who holds the lock, as its lock file says.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotLocked`] if there is no lock file or it does not hold a claim.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// lock.lock()?;
+    /// let d = lock.details()?;
+    /// assert_eq!(d.pid, std::process::id());
+    /// assert_eq!(d.hostname, lock.hostname());
+    /// assert_eq!(d.lockfile, lock.lockfile());
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn details(&self) -> Result<Details> {
+        match self.inner.read_lock(&self.inner.lockfile) {
+            Ok(Some((_, Some(c)))) => Ok(c.details),
+            Ok(_) => Err(Error::new(
+                ErrorKind::NotLocked,
+                &self.inner.lockfile,
+                format!(
+                    "details are unavailable: {} holds no claim",
+                    self.inner.lockfile.display()
+                ),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// flufl.lock's six-valued state of the lock, read without changing anything.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the lock file cannot be examined.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flufl_lock::LockState;
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// assert_eq!(lock.state()?, LockState::Unlocked);
+    /// lock.lock()?;
+    /// assert_eq!(lock.state()?, LockState::Ours);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn state(&self) -> Result<LockState> {
+        self.inner.state()
+    }
+
+    /// When the lock file says the lock expires (its modification time). For locks written
+    /// by this library the time is in the file server's clock.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotLocked`] if there is no lock file; [`ErrorKind::Io`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// lock.lock()?;
+    /// assert!(lock.expiration()? > std::time::SystemTime::now());
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn expiration(&self) -> Result<SystemTime> {
+        let path = &self.inner.lockfile;
+        match self.inner.fs.lstat(path) {
+            Ok(m) => Ok(m.modified),
+            Err(e) if is_not_found(&e) => Err(Error::new(
+                ErrorKind::NotLocked,
+                path,
+                format!("no lock file {}", path.display()),
+            )),
+            Err(e) => Err(Error::io("stat lock file", path, e)),
+        }
+    }
+
+    /// How long until the lock (whoever holds it) expires, judged in the clock it was
+    /// written in; `None` when there is no lock file or it holds no claim.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the lock file cannot be examined.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// assert_eq!(lock.expires_in()?, None);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn expires_in(&self) -> Result<Option<Duration>> {
+        let inner = &self.inner;
+        let Some((meta, _)) = inner.read_lock(&inner.lockfile)? else {
+            return Ok(None);
+        };
+        let now = inner.server_now(&inner.lock_state());
+        Ok(Some(claim::time_left(meta.modified, now, Duration::ZERO)))
+    }
+
+    /// The lifetime each acquisition or refresh gives the lock.
+    pub fn lifetime(&self) -> Duration {
+        self.inner.lock_state().lifetime
+    }
+
+    /// Sets the lifetime for the next acquisition or refresh (it does not touch the lock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// lock.set_lifetime(std::time::Duration::from_secs(30));
+    /// assert_eq!(lock.lifetime().as_secs(), 30);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn set_lifetime(&self, lifetime: Duration) {
+        self.inner.lock_state().lifetime = lifetime;
+    }
+
+    /// The lock file's absolute path.
+    pub fn lockfile(&self) -> &Path {
+        &self.inner.lockfile
+    }
+
+    /// Our claim file's absolute path (it exists only while we lock or hold the lock).
+    pub fn claimfile(&self) -> &Path {
+        &self.inner.claimfile
+    }
+
+    /// The host name written into our claims.
+    pub fn hostname(&self) -> &str {
+        &self.inner.hostname
+    }
+
+    /// The claim separator in use.
+    pub fn separator(&self) -> char {
+        self.inner.sep
+    }
+
+    /// Starts refreshing the held lock in a background thread every lifetime/3, until the
+    /// returned [`KeepAlive`] is dropped. If a refresh finds the lock lost (broken and
+    /// taken by another process, or expired without a successful refresh), `on_lost` is
+    /// called once and [`KeepAlive::is_lost`] turns true.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// lock.lock()?;
+    /// let keep = lock.keep_alive(|err| eprintln!("lost the lock: {err}"));
+    /// assert!(!keep.is_lost());
+    /// drop(keep);
+    /// lock.unlock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn keep_alive(&self, on_lost: impl Fn(&Error) + Send + 'static) -> KeepAlive {
+        KeepAlive::start(self.inner.clone(), Box::new(on_lost))
+    }
+}
+
+impl Drop for Lock {
+    /// Best effort: releases a held lock and removes our claim file. Never panics.
+    fn drop(&mut self) {
+        let held = self
+            .inner
+            .state
+            .lock()
+            .map(|s| s.claim.is_some())
+            .unwrap_or(false);
+        if held {
+            if let Err(e) = self.inner.release(true) {
+                log::warn!("releasing {} on drop: {e}", self.inner.lockfile.display());
+            }
+        }
+    }
+}
+
+/// Holds a [`Lock`] until dropped. Dropping releases it, best effort; [`LockGuard::unlock`]
+/// releases it and reports errors.
+#[derive(Debug)]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+impl LockGuard<'_> {
+    /// Releases the lock now, reporting any error.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::unlock`].
+    pub fn unlock(self) -> Result<()> {
+        let lock = self.lock;
+        std::mem::forget(self);
+        lock.unlock()
+    }
+
+    /// The lock this guard holds.
+    pub fn lock(&self) -> &Lock {
+        self.lock
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.lock.unlock() {
+            log::warn!(
+                "releasing {} when its guard dropped: {e}",
+                self.lock.lockfile().display()
+            );
+        }
+    }
+}
+
+/// A background refresh of a held lock; see [`Lock::keep_alive`]. Dropping it stops it.
+pub struct KeepAlive {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    lost: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeepAlive")
+            .field("lost", &self.is_lost())
+            .finish()
+    }
+}
+
+impl KeepAlive {
+    fn start(inner: Arc<Inner>, on_lost: Box<dyn Fn(&Error) + Send>) -> KeepAlive {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let lost = Arc::new(AtomicBool::new(false));
+        let (stop2, lost2) = (stop.clone(), lost.clone());
+        let thread = std::thread::Builder::new()
+            .name("flufl-lock-keepalive".into())
+            .spawn(move || {
+                let (m, cv) = &*stop2;
+                loop {
+                    let interval = (inner.lock_state().lifetime / 3).max(Duration::from_millis(10));
+                    let guard = m.lock().unwrap_or_else(|e| e.into_inner());
+                    let (guard, _) = cv
+                        .wait_timeout_while(guard, interval, |stopped| !*stopped)
+                        .unwrap_or_else(|e| e.into_inner());
+                    if *guard {
+                        return;
+                    }
+                    drop(guard);
+                    match inner.refresh(None, false) {
+                        Ok(()) => log::debug!("refreshed {}", inner.lockfile.display()),
+                        Err(e) => {
+                            let expired = Instant::now() >= inner.lock_state().expires_at;
+                            if e.kind() == ErrorKind::NotLocked || expired {
+                                log::error!("lost the lock {}: {e}", inner.lockfile.display());
+                                lost2.store(true, Ordering::SeqCst);
+                                on_lost(&e);
+                                return;
+                            }
+                            log::warn!(
+                                "refreshing {} failed, will retry: {e}",
+                                inner.lockfile.display()
+                            );
+                        }
+                    }
+                }
+            })
+            .ok();
+        KeepAlive { stop, lost, thread }
+    }
+
+    /// Whether a refresh found the lock lost.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.stop;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Inner {
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one filesystem call, retrying `EINTR` transparently and the configured
+    /// retryable errors up to `max_retries` times.
+    fn call<T>(&self, mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        let mut retries = 0u32;
+        let mut interrupts = 0u32;
+        loop {
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < 1000 => {
+                    interrupts += 1
+                }
+                Err(e)
+                    if e.raw_os_error()
+                        .is_some_and(|n| self.cfg.retry_errnos.contains(&n))
+                        && retries < self.cfg.max_retries =>
+                {
+                    retries += 1;
+                    std::thread::sleep(Duration::from_millis(1 << retries.min(6)));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn server_now(&self, st: &State) -> SystemTime {
+        let now = self.clock.now();
+        match st.claim {
+            Some(c) => c.offset.to_server(now),
+            None => now,
+        }
+    }
+
+    /// Creates our claim file: exclusive create, write its own path into it, learn the
+    /// server's clock from the time it stamped, and set the expiry in that clock.
+    fn create_claim(&self, st: &mut State) -> Result<()> {
+        let path = &self.claimfile;
+        let file = match self.call(|| self.fs.create_new(path)) {
+            Ok(f) => f,
+            Err(e) if is_exists(&e) => {
+                // A claim of ours left by an earlier failure in this process: replace it.
+                self.call(|| self.fs.unlink(path))
+                    .map_err(|e| Error::io("remove stale claim file", path, e))?;
+                self.call(|| self.fs.create_new(path))
+                    .map_err(|e| Error::io("create claim file", path, e))?
+            }
+            Err(e) => return Err(Error::io("create claim file", path, e)),
+        };
+        let stamped = (|| {
+            self.call(|| self.fs.write_all(&file, &self.claim_bytes))
+                .map_err(|e| ("write claim file", e))?;
+            let meta = self
+                .call(|| self.fs.fstat(&file))
+                .map_err(|e| ("stat claim file", e))?;
+            let offset = ClockOffset::learn(meta.modified, self.clock.now());
+            let expiry = meta.modified + st.lifetime;
+            self.call(|| self.fs.set_times(&file, expiry))
+                .map_err(|e| ("set expiry of claim file", e))?;
+            Ok::<_, (&str, io::Error)>((meta.id, offset))
+        })();
+        drop(file);
+        match stamped {
+            Ok((id, offset)) => {
+                st.claim = Some(ClaimState {
+                    id,
+                    offset,
+                    stamped: Instant::now(),
+                });
+                Ok(())
+            }
+            Err((step, e)) => {
+                let _ = self.call(|| self.fs.unlink(path));
+                Err(Error::io(step, path, e))
+            }
+        }
+    }
+
+    /// Re-stamps our (unlinked) claim with a fresh expiry after a long wait, so that the
+    /// lock it becomes is not born expired.
+    fn restamp_claim(&self, st: &mut State) -> Result<()> {
+        let Some(c) = st.claim.as_mut() else {
+            return Ok(());
+        };
+        let expiry = c.offset.to_server(self.clock.now()) + st.lifetime;
+        self.call(|| self.fs.set_path_times(&self.claimfile, expiry))
+            .map_err(|e| Error::io("set expiry of claim file", &self.claimfile, e))?;
+        c.stamped = Instant::now();
+        Ok(())
+    }
+
+    fn remove_claim(&self, st: &mut State) -> Result<()> {
+        st.claim = None;
+        match self.call(|| self.fs.unlink(&self.claimfile)) {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::io("remove claim file", &self.claimfile, e)),
+        }
+    }
+
+    /// Opens and reads a lock-like file (the lock, the pin or the marker) without following
+    /// links: its attributes and, if it holds one, its claim. `None` if it does not exist.
+    fn read_lock(&self, path: &Path) -> Result<Option<(Meta, Option<Claim>)>> {
+        let file = match self.call(|| self.fs.open_read(path)) {
+            Ok(f) => f,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) if self.is_symlink(path) => {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "{} is a symbolic link; refusing to follow it ({e})",
+                        path.display()
+                    ),
+                ))
+            }
+            Err(e) => return Err(Error::io("open lock file", path, e)),
+        };
+        let meta = match self.call(|| self.fs.fstat(&file)) {
+            Ok(m) => m,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(Error::io("stat lock file", path, e)),
+        };
+        if meta.kind != FileKind::Regular {
+            return Ok(Some((meta, None)));
+        }
+        let bytes = match self.call(|| self.fs.read_head(&file, claim::MAX_CLAIM_LEN + 1)) {
+            Ok(b) => b,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(Error::io("read lock file", path, e)),
+        };
+        Ok(Some((meta, claim::parse_any(&bytes, self.sep))))
+    }
+
+    fn is_symlink(&self, path: &Path) -> bool {
+        matches!(self.fs.lstat(path), Ok(m) if m.kind == FileKind::Symlink)
+    }
+
+    /// What the lock file is now.
+    fn view(&self, st: &State) -> Result<View> {
+        let path = &self.lockfile;
+        let Some((meta, parsed)) = self.read_lock(path)? else {
+            return Ok(View::Gone);
+        };
+        if st.claim.is_some_and(|c| c.id == meta.id) {
+            return Ok(View::Ours);
+        }
+        match (meta.kind, parsed) {
+            (FileKind::Regular, Some(c)) => Ok(View::Theirs(meta, c)),
+            (FileKind::Regular, None) => Err(Error::invalid(
+                path,
+                format!(
+                    "lock file {} ({} bytes) does not hold a flufl.lock claim; refusing to break it \
+                     (remove it by hand if no process uses it)",
+                    path.display(),
+                    meta.len
+                ),
+            )),
+            (kind, _) => Err(Error::invalid(
+                path,
+                format!("lock file {} is a {}, not a regular file; refusing to touch it", path.display(), kind_name(kind)),
+            )),
+        }
+    }
+
+    /// Whether the process that wrote `c` is alive. Dead only with proof: same host name,
+    /// same boot and pid namespace, and the pid is gone, a zombie, or a later process.
+    fn liveness(&self, c: &Claim) -> Liveness {
+        if !self.cfg.pid_check || c.details.hostname != self.hostname {
+            return Liveness::Unknown;
+        }
+        let Some(o) = &c.origin else {
+            return Liveness::Unknown;
+        };
+        let id = &self.identity;
+        if id.boot_id.as_deref() != Some(o.boot_id.as_str()) || id.pid_ns != Some(o.pid_ns) {
+            return Liveness::Unknown;
+        }
+        match self.fs.process(c.details.pid) {
+            ProcState::Gone | ProcState::Zombie => Liveness::Dead,
+            ProcState::Running { start: Some(s) } if s != o.start_time => Liveness::Dead,
+            ProcState::Running { .. } => Liveness::Alive,
+            ProcState::Unknown => Liveness::Unknown,
+        }
+    }
+
+    fn slop(&self, c: &Claim) -> Duration {
+        if c.ours {
+            self.cfg.clock_margin
+        } else {
+            self.cfg.foreign_slop
+        }
+    }
+
+    fn acquire(&self, timeout: Option<Duration>) -> Result<()> {
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let mut st = self.lock_state();
+        if st.held {
+            return Err(Error::new(
+                ErrorKind::AlreadyLocked,
+                &self.lockfile,
+                format!(
+                    "{} is already locked by this process (pid {})",
+                    self.lockfile.display(),
+                    std::process::id()
+                ),
+            ));
+        }
+        self.create_claim(&mut st)?;
+        let result = self.acquire_loop(&mut st, start, deadline);
+        match result {
+            Ok(()) => {
+                st.held = true;
+                st.expires_at = st.claim.map_or(start, |c| c.stamped) + st.lifetime;
+                log::debug!("acquired {}", self.lockfile.display());
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(e2) = self.remove_claim(&mut st) {
+                    log::warn!("{e2}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn acquire_loop(
+        &self,
+        st: &mut State,
+        start: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let mut waiter: Option<Waiter> = None;
+        let mut backoff = Backoff {
+            next: self.cfg.min_poll,
+            min: self.cfg.min_poll,
+            max: self.cfg.max_poll,
+        };
+        let mut last_holder: Option<FileId> = None;
+        let mut transient = 0u32;
+        let mut logged = false;
+        loop {
+            // Keep our claim's expiry fresh while we wait, so the lock is not born expired.
+            if st
+                .claim
+                .is_some_and(|c| c.stamped.elapsed() > st.lifetime / 4)
+            {
+                self.restamp_claim(st)?;
+            }
+            match self.call(|| self.fs.link(&self.claimfile, &self.lockfile)) {
+                Ok(()) => return Ok(()),
+                Err(e) if is_exists(&e) => {}
+                Err(e) if is_not_found(&e) => {
+                    // The claim vanished (a cleaner?) or NFS said ESTALE: retry, bounded.
+                    transient += 1;
+                    if transient > self.cfg.max_retries {
+                        return Err(Error::io("link claim file to lock file", &self.lockfile, e));
+                    }
+                    if matches!(self.fs.lstat(&self.claimfile), Err(ref e) if e.kind() == io::ErrorKind::NotFound)
+                    {
+                        log::warn!(
+                            "claim file {} vanished; writing it again",
+                            self.claimfile.display()
+                        );
+                        self.create_claim(st)?;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(Error::io("link claim file to lock file", &self.lockfile, e)),
+            }
+            let (meta, holder) = match self.view(st)? {
+                View::Ours => {
+                    // The link succeeded on the server though it reported EEXIST (a lost NFS
+                    // reply): the lock file is our claim, so the lock is ours.
+                    log::info!(
+                        "link reported EEXIST but {} is our claim: acquired",
+                        self.lockfile.display()
+                    );
+                    return Ok(());
+                }
+                View::Gone => {
+                    transient += 1;
+                    if transient > self.cfg.max_retries.max(100) {
+                        return Err(Error::new(
+                            ErrorKind::Io,
+                            &self.lockfile,
+                            format!(
+                                "{} keeps changing; giving up after {transient} tries",
+                                self.lockfile.display()
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                View::Theirs(meta, c) => (meta, c),
+            };
+            transient = 0;
+            let server_now = self.server_now(st);
+            let slop = self.slop(&holder);
+            let live = self.liveness(&holder);
+            let expired = claim::expired(meta.modified, server_now, slop);
+            if live == Liveness::Dead || expired {
+                let why = if live == Liveness::Dead {
+                    "its holder is dead"
+                } else {
+                    "it expired"
+                };
+                if self.break_lock(st, meta.id, why)? {
+                    backoff.reset();
+                    continue;
+                }
+            }
+            // We wait. Time out?
+            let now = Instant::now();
+            let expires_in = claim::time_left(meta.modified, server_now, slop);
+            if deadline.is_some_and(|d| now >= d) {
+                let waited = now - start;
+                return Err(Error::new(
+                    ErrorKind::TimedOut,
+                    &self.lockfile,
+                    format!(
+                        "timed out after {:.1?} waiting for {}: held by {} pid {}, {}",
+                        waited,
+                        self.lockfile.display(),
+                        holder.details.hostname,
+                        holder.details.pid,
+                        if expires_in.is_zero() {
+                            "expired".to_string()
+                        } else {
+                            format!("expires in {:.1?}", expires_in)
+                        }
+                    ),
+                ));
+            }
+            if !logged {
+                log::info!(
+                    "waiting for {} held by {} pid {}",
+                    self.lockfile.display(),
+                    holder.details.hostname,
+                    holder.details.pid
+                );
+                logged = true;
+            }
+            if last_holder != Some(meta.id) {
+                backoff.reset();
+                last_holder = Some(meta.id);
+            }
+            if let Some(cb) = &self.on_wait {
+                cb(&WaitStatus {
+                    lockfile: self.lockfile.clone(),
+                    holder: Some(holder.details.clone()),
+                    waited: now - start,
+                    expires_in: Some(expires_in),
+                });
+            }
+            let w = match &mut waiter {
+                Some(w) => w,
+                None => {
+                    let dir = self.lockfile.parent().unwrap_or(Path::new("/"));
+                    let notify = self.cfg.notify && matches!(self.fs.is_remote(dir), Ok(false));
+                    // Watch first, then try again at once, so a release in between is not missed.
+                    waiter = Some(Waiter::new(&self.lockfile, notify));
+                    continue;
+                }
+            };
+            w.watch_process(if self.cfg.pid_check && live == Liveness::Alive {
+                Some(holder.details.pid)
+            } else {
+                None
+            });
+            let mut pause = backoff.step().min(expires_in + Duration::from_millis(1));
+            if let Some(d) = deadline {
+                pause = pause.min(d.saturating_duration_since(now));
+            }
+            self.fs.wait(w, pause);
+        }
+    }
+
+    /// Takes the break marker `<lock>.break` with our claim (the same link protocol).
+    /// `Ok(false)` if another breaker holds it.
+    fn take_marker(&self, st: &State) -> Result<bool> {
+        for _ in 0..3 {
+            match self.call(|| self.fs.link(&self.claimfile, &self.marker)) {
+                Ok(()) => return Ok(true),
+                Err(e) if is_exists(&e) => {}
+                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(e) => {
+                    return Err(Error::io(
+                        "link claim file to break marker",
+                        &self.marker,
+                        e,
+                    ))
+                }
+            }
+            let Some((meta, parsed)) = self.read_lock(&self.marker)? else {
+                continue;
+            };
+            if st.claim.is_some_and(|c| c.id == meta.id) {
+                return Ok(true); // lost reply
+            }
+            let dead = parsed
+                .as_ref()
+                .is_some_and(|c| self.liveness(c) == Liveness::Dead);
+            let old = claim::expired(meta.changed, self.server_now(st), self.cfg.marker_lifetime);
+            if meta.kind == FileKind::Regular && (dead || old) {
+                log::warn!(
+                    "removing break marker {} left by a crashed breaker",
+                    self.marker.display()
+                );
+                self.remove_exact(&self.marker, meta.id)?;
+                continue;
+            }
+            return Ok(false);
+        }
+        Ok(false)
+    }
+
+    fn release_marker(&self, st: &State) {
+        // Under the marker protocol no one else removes a fresh marker; check anyway.
+        match self.fs.lstat(&self.marker) {
+            Ok(m) if st.claim.is_some_and(|c| c.id == m.id) => {
+                if let Err(e) = self.call(|| self.fs.unlink(&self.marker)) {
+                    log::warn!(
+                        "failed to remove break marker {}: {e}",
+                        self.marker.display()
+                    );
+                }
+            }
+            _ => log::warn!(
+                "break marker {} was not ours any more",
+                self.marker.display()
+            ),
+        }
+    }
+
+    /// Removes `path` only if it is still the file `id`: rename it to a private name,
+    /// compare, and put back what was not ours to remove.
+    fn remove_exact(&self, path: &Path, id: FileId) -> Result<bool> {
+        match self.call(|| self.fs.rename(path, &self.taken)) {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(e) => return Err(Error::io("rename away", path, e)),
+        }
+        let taken = self.call(|| self.fs.lstat(&self.taken));
+        let same = matches!(taken, Ok(ref m) if m.id == id);
+        if !same {
+            // A peer that ignores the marker (flufl.lock) replaced it: put it back, never
+            // over a name that exists again.
+            match self.call(|| self.fs.link(&self.taken, path)) {
+                Ok(()) => log::warn!("{} changed while being broken; put it back", path.display()),
+                Err(e) => log::error!(
+                    "{} changed while being broken and could not be put back: {e}",
+                    path.display()
+                ),
+            }
+        }
+        let _ = self.call(|| self.fs.unlink(&self.taken));
+        Ok(same)
+    }
+
+    /// Breaks the lock file `judged` (which we judged dead or expired), under the marker.
+    /// `Ok(true)` if the lock changed (broken, or gone), so the caller should try again.
+    fn break_lock(&self, st: &mut State, judged: FileId, why: &str) -> Result<bool> {
+        if !self.take_marker(st)? {
+            return Ok(false);
+        }
+        let r = self.break_under_marker(st, judged, why);
+        self.release_marker(st);
+        r
+    }
+
+    fn break_under_marker(&self, st: &State, judged: FileId, why: &str) -> Result<bool> {
+        // Pin the lock file's inode by a private hard link, then judge on the pinned file.
+        match self.call(|| self.fs.link(&self.lockfile, &self.pin)) {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(true),
+            Err(e) if is_exists(&e) => {
+                let _ = self.call(|| self.fs.unlink(&self.pin));
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::io("pin lock file by a link at", &self.pin, e)),
+        }
+        let outcome = (|| {
+            let Some((meta, Some(holder))) = self.read_lock(&self.pin)? else {
+                return Ok(true);
+            };
+            if meta.kind != FileKind::Regular {
+                return Ok(false);
+            }
+            let live = self.liveness(&holder);
+            let expired = claim::expired(meta.modified, self.server_now(st), self.slop(&holder));
+            if meta.id != judged && !(live == Liveness::Dead || expired) {
+                return Ok(true); // it changed hands and the new one is live: try again
+            }
+            if !(live == Liveness::Dead || expired) {
+                return Ok(false); // refreshed meanwhile
+            }
+            if !self.remove_exact(&self.lockfile, meta.id)? {
+                return Ok(true);
+            }
+            log::warn!(
+                "broke lock {} held by {} pid {}: {why}",
+                self.lockfile.display(),
+                holder.details.hostname,
+                holder.details.pid
+            );
+            self.remove_holder_claim(&holder, meta.id);
+            Ok(true)
+        })();
+        let _ = self.call(|| self.fs.unlink(&self.pin));
+        outcome
+    }
+
+    /// Removes a broken holder's claim file: only the exact inode we broke, only in the lock's
+    /// directory, only with a claim file's name for this lock.
+    fn remove_holder_claim(&self, holder: &Claim, id: FileId) {
+        let (Some(dir), Some(name), Some(lock_name)) = (
+            self.lockfile.parent(),
+            holder.path.file_name(),
+            self.lockfile.file_name(),
+        ) else {
+            return;
+        };
+        let mut prefix = claim::path_to_bytes(Path::new(lock_name));
+        prefix.extend_from_slice(self.sep.to_string().as_bytes());
+        let name_bytes = claim::path_to_bytes(Path::new(name));
+        let other_sep = if self.sep == '|' { b'^' } else { b'|' };
+        let mut prefix2 = claim::path_to_bytes(Path::new(lock_name));
+        prefix2.push(other_sep);
+        if !name_bytes.starts_with(&prefix) && !name_bytes.starts_with(&prefix2) {
+            return;
+        }
+        let path = dir.join(name);
+        if matches!(self.fs.lstat(&path), Ok(m) if m.id == id && m.kind == FileKind::Regular) {
+            if let Err(e) = self.call(|| self.fs.unlink(&path)) {
+                log::warn!(
+                    "failed to remove broken holder's claim file {}: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    fn is_ours(&self, st: &State) -> Result<bool> {
+        let Some(c) = st.claim else { return Ok(false) };
+        match self.call(|| self.fs.lstat(&self.lockfile)) {
+            Ok(m) => Ok(m.id == c.id),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(Error::io("stat lock file", &self.lockfile, e)),
+        }
+    }
+
+    fn lost(&self, what: &str) -> Error {
+        let holder = match self.read_lock(&self.lockfile) {
+            Ok(Some((_, Some(c)))) => {
+                format!("now held by {} pid {}", c.details.hostname, c.details.pid)
+            }
+            Ok(_) => "no one holds it now".to_string(),
+            Err(e) => format!("its state cannot be read: {e}"),
+        };
+        Error::new(
+            ErrorKind::NotLocked,
+            &self.lockfile,
+            format!(
+                "{what}: {} was broken by another process after it expired; {holder}",
+                self.lockfile.display()
+            ),
+        )
+    }
+
+    fn release(&self, unconditionally: bool) -> Result<()> {
+        let mut st = self.lock_state();
+        if !st.held {
+            if st.claim.is_some() || unconditionally {
+                self.remove_claim(&mut st)?;
+            }
+            if unconditionally {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorKind::NotLocked,
+                &self.lockfile,
+                format!("{} is not locked by this process", self.lockfile.display()),
+            ));
+        }
+        st.held = false;
+        let Some(c) = st.claim else { return Ok(()) };
+        let near_expiry = Instant::now() + 2 * self.cfg.clock_margin >= st.expires_at;
+        let result = if !near_expiry {
+            // Comfortably unexpired: no correct breaker touches it, so check and unlink.
+            match self.call(|| self.fs.lstat(&self.lockfile)) {
+                Ok(m) if m.id == c.id => self.unlink_lock(),
+                Ok(_) => Err(self.lost("unlock")),
+                Err(e) if is_not_found(&e) => Err(self.lost("unlock")),
+                Err(e) => Err(Error::io("stat lock file", &self.lockfile, e)),
+            }
+        } else {
+            self.release_near_expiry(&st)
+        };
+        let claim = self.remove_claim(&mut st);
+        match (result, claim) {
+            (Err(e), _) if unconditionally && e.kind() == ErrorKind::NotLocked => Ok(()),
+            (Err(e), _) => Err(e),
+            (Ok(()), r) => r.map(|()| log::debug!("released {}", self.lockfile.display())),
+        }
+    }
+
+    fn unlink_lock(&self) -> Result<()> {
+        match self.call(|| self.fs.unlink(&self.lockfile)) {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Err(self.lost("unlock")),
+            Err(e) => Err(Error::io("remove lock file", &self.lockfile, e)),
+        }
+    }
+
+    /// An unlock near or after expiry: serialised with breakers by the marker, so that
+    /// "check it is ours, then unlink" cannot remove a lock a breaker just handed on.
+    fn release_near_expiry(&self, st: &State) -> Result<()> {
+        let Some(c) = st.claim else { return Ok(()) };
+        let give_up = Instant::now() + self.cfg.marker_lifetime + Duration::from_secs(1);
+        let mut pause = Duration::from_millis(1);
+        while !self.take_marker(st)? {
+            if Instant::now() >= give_up {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    &self.marker,
+                    format!(
+                        "could not take break marker {} to unlock safely",
+                        self.marker.display()
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        let r = match self.read_lock(&self.lockfile) {
+            Ok(Some((m, _))) if m.id == c.id => self.unlink_lock(),
+            Ok(_) => Err(self.lost("unlock")),
+            Err(e) => Err(e),
+        };
+        self.release_marker(st);
+        r
+    }
+
+    fn refresh(&self, lifetime: Option<Duration>, unconditionally: bool) -> Result<()> {
+        let mut st = self.lock_state();
+        if let Some(l) = lifetime {
+            st.lifetime = l;
+        }
+        if !st.held {
+            if unconditionally {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorKind::NotLocked,
+                &self.lockfile,
+                format!(
+                    "cannot refresh {}: not locked by this process",
+                    self.lockfile.display()
+                ),
+            ));
+        }
+        let now = Instant::now();
+        let expiry = self.server_now(&st) + st.lifetime;
+        self.call(|| self.fs.set_path_times(&self.claimfile, expiry))
+            .map_err(|e| Error::io("set expiry of claim file", &self.claimfile, e))?;
+        if self.is_ours(&st)? {
+            st.expires_at = now + st.lifetime;
+            Ok(())
+        } else if unconditionally {
+            Ok(())
+        } else {
+            Err(self.lost("refresh"))
+        }
+    }
+
+    fn state(&self) -> Result<LockState> {
+        let st = self.lock_state();
+        let Some((meta, parsed)) = self.read_lock(&self.lockfile)? else {
+            return Ok(LockState::Unlocked);
+        };
+        let ours = st.claim.is_some_and(|c| c.id == meta.id);
+        let now = self.server_now(&st);
+        let liveness = match &parsed {
+            Some(c) => match self.liveness(c) {
+                // Like flufl.lock's report: same host name and no such pid reads as stale.
+                Liveness::Unknown if c.details.hostname == self.hostname && c.origin.is_none() => {
+                    match self.fs.process(c.details.pid) {
+                        ProcState::Gone | ProcState::Zombie => Liveness::Dead,
+                        _ => Liveness::Unknown,
+                    }
+                }
+                l => l,
+            },
+            None => Liveness::Unknown,
+        };
+        Ok(claim::classify(Facts {
+            present: true,
+            parsed: parsed.is_some() && meta.kind == FileKind::Regular,
+            ours,
+            expired: claim::expired(meta.modified, now, Duration::ZERO),
+            liveness,
+        }))
+    }
+}
+
+fn kind_name(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Regular => "regular file",
+        FileKind::Directory => "directory",
+        FileKind::Symlink => "symbolic link",
+        FileKind::Other => "FIFO, socket or device",
+    }
+}

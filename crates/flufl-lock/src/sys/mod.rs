@@ -1,0 +1,157 @@
+//! The filesystem seam: every platform call the algorithm makes goes through [`Fs`].
+//!
+//! The real backend ([`RealFs`]) lives in `unix.rs` or `windows.rs`; unsupported targets
+//! compile and answer [`io::ErrorKind::Unsupported`]. Tests wrap [`RealFs`] in their own
+//! [`Fs`] to inject faults (a `link` that succeeds but reports `EEXIST`, `ESTALE`, `ENOSPC`,
+//! `EINTR`, a stale link count) without patching the algorithm. The trait is reachable from
+//! outside the crate only with the `fault-injection` feature and is **not** a stable API.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+#[cfg_attr(unix, path = "unix.rs")]
+#[cfg_attr(windows, path = "windows.rs")]
+#[cfg_attr(not(any(unix, windows)), path = "unsupported.rs")]
+mod imp;
+
+pub use imp::RealFs;
+
+/// The identity of a file: device and inode on POSIX, volume serial and file index on Windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    /// Device (POSIX) or volume serial number (Windows).
+    pub dev: u64,
+    /// Inode (POSIX) or file index (Windows).
+    pub ino: u64,
+}
+
+/// What kind of file a path names, judged without following symlinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file: the only kind a lock or claim may be.
+    Regular,
+    /// A directory.
+    Directory,
+    /// A symbolic link, or a reparse point on Windows.
+    Symlink,
+    /// A FIFO, socket or device.
+    Other,
+}
+
+/// The attributes of a file that the algorithm uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Device and inode.
+    pub id: FileId,
+    /// Number of hard links.
+    pub nlink: u64,
+    /// Modification time: for a lock, its expiry.
+    pub modified: SystemTime,
+    /// Status change time (POSIX `ctime`); the last write time on Windows.
+    pub changed: SystemTime,
+    /// Size in bytes.
+    pub len: u64,
+    /// Kind of file.
+    pub kind: FileKind,
+}
+
+/// What the process table says about a process named in a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcState {
+    /// Running (or stopped), with its start time in clock ticks since boot when known.
+    Running {
+        /// Start time, in clock ticks since boot (Linux `/proc/PID/stat` field 22).
+        start: Option<u64>,
+    },
+    /// Exited but not yet reaped: it will never touch the lock again.
+    Zombie,
+    /// No such process.
+    Gone,
+    /// The process table cannot be read here.
+    Unknown,
+}
+
+/// Facts that prove a claim was written on this machine, in this boot and pid namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostIdentity {
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`, without dashes).
+    pub boot_id: Option<String>,
+    /// The inode of our pid namespace (`/proc/self/ns/pid`), only when `/proc` is the
+    /// procfs of that namespace.
+    pub pid_ns: Option<u64>,
+    /// This process's start time in clock ticks since boot.
+    pub start_time: Option<u64>,
+}
+
+/// The filesystem seam. Each method is one platform call (or, for `read_head`, one bounded
+/// read), so a fault can be injected at any step of the algorithm.
+pub trait Fs: Send + Sync + fmt::Debug {
+    /// `open(2)` with `O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY | O_CLOEXEC`, mode 0644
+    /// (less the umask): creates a claim file that did not exist.
+    fn create_new(&self, path: &Path) -> io::Result<File>;
+    /// `write(2)` until all of `data` is written.
+    fn write_all(&self, file: &File, data: &[u8]) -> io::Result<()>;
+    /// `fstat(2)`: the attributes of an open file.
+    fn fstat(&self, file: &File) -> io::Result<Meta>;
+    /// `futimens(2)`: sets the access and modification times of an open file.
+    fn set_times(&self, file: &File, time: SystemTime) -> io::Result<()>;
+    /// `utimensat(2)` with `AT_SYMLINK_NOFOLLOW`: sets a path's times without following
+    /// a symlink.
+    fn set_path_times(&self, path: &Path, time: SystemTime) -> io::Result<()>;
+    /// `open(2)` with `O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`: opens a lock or claim
+    /// to read it. A symlink fails with `ELOOP`; a FIFO does not block.
+    fn open_read(&self, path: &Path) -> io::Result<File>;
+    /// `read(2)` of at most `max` bytes from the start of an open file.
+    fn read_head(&self, file: &File, max: usize) -> io::Result<Vec<u8>>;
+    /// `lstat(2)`: a path's attributes, without following a symlink.
+    fn lstat(&self, path: &Path) -> io::Result<Meta>;
+    /// `link(2)`: creates the hard link `dst` to `src`; fails with `EEXIST` if `dst` exists.
+    fn link(&self, src: &Path, dst: &Path) -> io::Result<()>;
+    /// `rename(2)`: moves `src` to `dst`, replacing `dst`.
+    fn rename(&self, src: &Path, dst: &Path) -> io::Result<()>;
+    /// `unlink(2)`: removes a name.
+    fn unlink(&self, path: &Path) -> io::Result<()>;
+    /// Whether `dir` is on a network filesystem (NFS, SMB, FUSE, ...), where change
+    /// notifications miss other hosts' changes (`statfs(2)`).
+    fn is_remote(&self, dir: &Path) -> io::Result<bool>;
+    /// The state of process `pid` in our pid namespace.
+    fn process(&self, pid: u32) -> ProcState;
+    /// Blocks until `lock_name` in `dir` may have been removed or renamed, until the
+    /// process `pid` exits, or until `timeout` passes, whichever comes first.
+    fn wait(&self, waiter: &mut Waiter, timeout: Duration);
+}
+
+/// State kept across [`Fs::wait`] calls: a change notification on the lock's directory and
+/// a handle on the holder's process, where the platform has them.
+#[derive(Debug, Default)]
+pub struct Waiter {
+    pub(crate) inner: imp::WaiterImpl,
+}
+
+impl Waiter {
+    /// A waiter on `lock` (absolute path); `notify` asks for change notifications.
+    pub fn new(lock: &Path, notify: bool) -> Waiter {
+        Waiter {
+            inner: imp::WaiterImpl::new(lock, notify),
+        }
+    }
+
+    /// Watch process `pid` (already proven to be the holder, on this host), so that
+    /// [`Fs::wait`] returns when it exits. `None` stops watching.
+    pub fn watch_process(&mut self, pid: Option<u32>) {
+        self.inner.watch_process(pid);
+    }
+}
+
+/// This machine's host name, as Python's `socket.getfqdn()` gives it.
+pub fn hostname() -> String {
+    imp::hostname()
+}
+
+/// Facts that identify this host, boot and pid namespace.
+pub fn host_identity() -> HostIdentity {
+    imp::host_identity()
+}
