@@ -113,10 +113,12 @@ if [ ! -f "$PREFIX/system.reg" ] || [ ! -d "$PREFIX/drive_c/windows/system32" ];
     mkdir -p "$PREFIX"
     t0=$SECONDS
     started_wine=yes
-    timeout "$WINE_TIMEOUT" wineboot -i >"$BUILD/wineboot.log" 2>&1 \
+    # (3>&- 9>&-: the wineserver that Wine leaves behind must not hold our
+    # stdout, which may be an eval "$(...)" pipe, nor the setup lock.)
+    timeout "$WINE_TIMEOUT" wineboot -i >"$BUILD/wineboot.log" 2>&1 3>&- 9>&- \
         || { cat "$BUILD/wineboot.log" >&2; die "wineboot -i failed or timed out"; }
     # Let wineserver write the registry out and exit (a few seconds).
-    timeout 60 "$WINESERVER" -w || "$WINESERVER" -k || true
+    timeout 60 "$WINESERVER" -w 3>&- 9>&- || "$WINESERVER" -k || true
     [ -f "$PREFIX/system.reg" ] || { cat "$BUILD/wineboot.log" >&2; die "wineboot made no registry"; }
     log "prefix ready in $((SECONDS - t0)) s"
     changed=yes
@@ -158,7 +160,7 @@ if [ "$changed" = yes ] || [ "${1:-}" = --check ]; then
         mv -f "$smoke.tmp" "$smoke"
     fi
     started_wine=yes
-    timeout "$WINE_TIMEOUT" wine "$smoke" >&2 || die "smoke test failed under Wine (status $?)"
+    timeout "$WINE_TIMEOUT" wine "$smoke" >&2 3>&- 9>&- || die "smoke test failed under Wine (status $?)"
 fi
 
 # ---- 6. what the caller must export ------------------------------------

@@ -303,6 +303,7 @@ impl LockBuilder {
                 state: Mutex::new(State {
                     lifetime: self.lifetime,
                     claim: None,
+                    offset: None,
                     held: false,
                     expires_at: Instant::now(),
                 }),
@@ -329,7 +330,6 @@ fn random_u64() -> u64 {
 #[derive(Debug, Clone, Copy)]
 struct ClaimState {
     id: FileId,
-    offset: ClockOffset,
     /// When we last wrote the claim's expiry, on the monotonic clock.
     stamped: Instant,
 }
@@ -338,6 +338,8 @@ struct ClaimState {
 struct State {
     lifetime: Duration,
     claim: Option<ClaimState>,
+    /// The server clock's offset, learned from our latest claim; kept after it is removed.
+    offset: Option<ClockOffset>,
     held: bool,
     /// Our estimate of when our lock expires, on the monotonic clock.
     expires_at: Instant,
@@ -358,6 +360,16 @@ struct Inner {
     on_wait: Option<WaitCallback>,
     cfg: Config,
     state: Mutex<State>,
+}
+
+/// The outcome of trying to take the break marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    Taken,
+    /// Another process holds it.
+    Busy,
+    /// Our claim file is gone (a breaker removed it with the lock it was).
+    NoClaim,
 }
 
 /// What the lock file is, read without following links.
@@ -989,8 +1001,8 @@ impl Inner {
 
     fn server_now(&self, st: &State) -> SystemTime {
         let now = self.clock.now();
-        match st.claim {
-            Some(c) => c.offset.to_server(now),
+        match st.offset {
+            Some(o) => o.to_server(now),
             None => now,
         }
     }
@@ -1025,9 +1037,9 @@ impl Inner {
         drop(file);
         match stamped {
             Ok((id, offset)) => {
+                st.offset = Some(offset);
                 st.claim = Some(ClaimState {
                     id,
-                    offset,
                     stamped: Instant::now(),
                 });
                 Ok(())
@@ -1042,10 +1054,10 @@ impl Inner {
     /// Re-stamps our (unlinked) claim with a fresh expiry after a long wait, so that the
     /// lock it becomes is not born expired.
     fn restamp_claim(&self, st: &mut State) -> Result<()> {
+        let expiry = self.server_now(st) + st.lifetime;
         let Some(c) = st.claim.as_mut() else {
             return Ok(());
         };
-        let expiry = c.offset.to_server(self.clock.now()) + st.lifetime;
         self.call(|| self.fs.set_path_times(&self.claimfile, expiry))
             .map_err(|e| Error::io("set expiry of claim file", &self.claimfile, e))?;
         c.stamped = Instant::now();
@@ -1340,13 +1352,12 @@ impl Inner {
     }
 
     /// Takes the break marker `<lock>.break` with our claim (the same link protocol).
-    /// `Ok(false)` if another breaker holds it.
-    fn take_marker(&self, st: &State) -> Result<bool> {
+    fn take_marker(&self, st: &State) -> Result<Marker> {
         for _ in 0..3 {
             match self.call(|| self.fs.link(&self.claimfile, &self.marker)) {
-                Ok(()) => return Ok(true),
+                Ok(()) => return Ok(Marker::Taken),
                 Err(e) if is_exists(&e) => {}
-                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(e) if is_not_found(&e) => return Ok(Marker::NoClaim),
                 Err(e) => {
                     return Err(Error::io(
                         "link claim file to break marker",
@@ -1359,7 +1370,7 @@ impl Inner {
                 continue;
             };
             if st.claim.is_some_and(|c| c.id == meta.id) {
-                return Ok(true); // lost reply
+                return Ok(Marker::Taken); // lost reply
             }
             let dead = parsed
                 .as_ref()
@@ -1373,9 +1384,9 @@ impl Inner {
                 self.remove_exact(&self.marker, meta.id)?;
                 continue;
             }
-            return Ok(false);
+            return Ok(Marker::Busy);
         }
-        Ok(false)
+        Ok(Marker::Busy)
     }
 
     fn release_marker(&self, st: &State) {
@@ -1424,8 +1435,10 @@ impl Inner {
     /// Breaks the lock file `judged` (which we judged dead or expired), under the marker.
     /// `Ok(true)` if the lock changed (broken, or gone), so the caller should try again.
     fn break_lock(&self, st: &mut State, judged: FileId, why: &str) -> Result<bool> {
-        if !self.take_marker(st)? {
-            return Ok(false);
+        match self.take_marker(st)? {
+            Marker::Taken => {}
+            Marker::Busy => return Ok(false),
+            Marker::NoClaim => return Ok(true), // the acquire loop writes it again
         }
         let r = self.break_under_marker(st, judged, why);
         self.release_marker(st);
@@ -1582,7 +1595,13 @@ impl Inner {
         let Some(c) = st.claim else { return Ok(()) };
         let give_up = Instant::now() + self.cfg.marker_lifetime + Duration::from_secs(1);
         let mut pause = Duration::from_millis(1);
-        while !self.take_marker(st)? {
+        loop {
+            match self.take_marker(st)? {
+                Marker::Taken => break,
+                // A breaker removed our claim file, which was the lock: it is gone.
+                Marker::NoClaim => return Err(self.lost("unlock")),
+                Marker::Busy => {}
+            }
             if Instant::now() >= give_up {
                 return Err(Error::new(
                     ErrorKind::Io,

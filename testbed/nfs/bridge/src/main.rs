@@ -1051,11 +1051,14 @@ impl Filesystem for Bridge {
             self.getattr_fh(&fh).await
         });
         match r {
-            Ok(_) => {
+            Ok(a) => {
                 if !self.ttl().is_zero() {
                     if let Some(n) = self.notifier.get() {
-                        // Drop the kernel's cached attributes so that the next
-                        // fstat/size check asks the server (offset < 0: attributes only).
+                        // Let the kernel know the current size (it can only
+                        // grow it this way), as an O_APPEND write uses the
+                        // cached size; then drop the cached attributes so the
+                        // next fstat asks the server (offset < 0: attributes only).
+                        let _ = n.store(ino, a.size, &[]);
                         let _ = n.inval_inode(ino, -1, 0);
                     }
                 }
