@@ -1,6 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
-#![cfg_attr(not(any(windows)), deny(unsafe_code))]
+#![deny(unsafe_code)]
 
 mod claim;
 mod error;

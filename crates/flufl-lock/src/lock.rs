@@ -992,7 +992,7 @@ impl Inner {
                         && retries < self.cfg.max_retries =>
                 {
                     retries += 1;
-                    std::thread::sleep(Duration::from_millis(1 << retries.min(6)));
+                    std::thread::sleep(Duration::from_millis(1 << retries.min(3)));
                 }
                 r => return r,
             }
@@ -1225,8 +1225,9 @@ impl Inner {
             match self.call(|| self.fs.link(&self.claimfile, &self.lockfile)) {
                 Ok(()) => return Ok(()),
                 Err(e) if is_exists(&e) => {}
-                Err(e) if is_not_found(&e) => {
-                    // The claim vanished (a cleaner?) or NFS said ESTALE: retry, bounded.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // The claim vanished (a cleaner?) or the directory entry cache lied:
+                    // retry, bounded. (ESTALE was already retried by `call`.)
                     transient += 1;
                     if transient > self.cfg.max_retries {
                         return Err(Error::io("link claim file to lock file", &self.lockfile, e));

@@ -9,3 +9,5 @@ mod hostile;
 #[cfg(unix)]
 mod processes;
 mod support;
+#[cfg(windows)]
+mod windows;

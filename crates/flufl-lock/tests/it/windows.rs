@@ -1,0 +1,1 @@
+//! Windows-only tests (written by the Windows backend work).
