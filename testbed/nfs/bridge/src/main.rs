@@ -1051,15 +1051,14 @@ impl Filesystem for Bridge {
             self.getattr_fh(&fh).await
         });
         match r {
-            Ok(a) => {
+            Ok(_) => {
                 if !self.ttl().is_zero() {
                     if let Some(n) = self.notifier.get() {
-                        // Let the kernel know the current size (it can only
-                        // grow it this way), as an O_APPEND write uses the
-                        // cached size; then drop the cached attributes so the
-                        // next fstat asks the server (offset < 0: attributes only).
-                        let _ = n.store(ino, a.size, &[]);
-                        let _ = n.inval_inode(ino, -1, 0);
+                        // Drop the kernel's cached attributes so that the next
+                        // fstat asks the server (offset < 0: attributes only).
+                        if let Err(e) = n.inval_inode(ino, -1, 0) {
+                            eprintln!("nfs-bridge[{}]: notify inval_inode: {e}", self.opts.name);
+                        }
                     }
                 }
                 reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO)
@@ -1097,13 +1096,18 @@ impl Filesystem for Bridge {
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
         let r = self.rt.block_on(async {
+            let file = self.fh(ino)?;
+            // O_APPEND: like the kernel's NFS client, which revalidates the
+            // size before each appending write, write at the server's size
+            // rather than at the kernel's (possibly cached) one.
+            let offset = if flags.0 & libc::O_APPEND != 0 { self.getattr_fh(&file).await?.size } else { offset };
             let args = WRITE3args {
-                file: self.fh(ino)?,
+                file,
                 offset,
                 count: data.len() as u32,
                 stable: stable_how::FILE_SYNC,
