@@ -26,6 +26,8 @@ pub struct Details {
     pub pid: u32,
     /// The lock file's path as the holder wrote it.
     pub lockfile: PathBuf,
+    /// The holder's claim file: the lock file's whole content.
+    pub claimfile: PathBuf,
 }
 
 /// The identity a claim of ours carries beyond flufl.lock's four fields.
@@ -165,6 +167,7 @@ pub(crate) fn parse(content: &[u8], sep: char) -> Option<Claim> {
             hostname: host.to_string(),
             pid,
             lockfile: bytes_to_path(lock),
+            claimfile: bytes_to_path(content),
         },
         path: bytes_to_path(content),
         ours,

@@ -13,6 +13,6 @@ mod sys;
 pub use claim::{Details, LockState};
 pub use error::{Error, ErrorKind, Result};
 pub use lock::{
-    Clock, KeepAlive, Lock, LockBuilder, LockGuard, SystemClock, WaitStatus, DEFAULT_FOREIGN_SLOP,
-    DEFAULT_LIFETIME, SEP,
+    BreakOutcome, Clock, KeepAlive, Lock, LockBuilder, LockGuard, SystemClock, WaitStatus,
+    DEFAULT_FOREIGN_SLOP, DEFAULT_LIFETIME, SEP,
 };

@@ -119,6 +119,7 @@ pub struct LockBuilder {
     clock: Arc<dyn Clock>,
     fs: Arc<dyn Fs>,
     on_wait: Option<WaitCallback>,
+    owner_pid: Option<u32>,
     cfg: Config,
 }
 
@@ -227,6 +228,14 @@ impl LockBuilder {
         self
     }
 
+    /// Holds the lock on behalf of process `pid` (default: this process), as
+    /// `dotlockfile -p` does: the claim names that pid, so waiters on this host break the
+    /// lock as soon as that process is gone. Used by `flufl-lock acquire`.
+    pub fn owner_pid(mut self, pid: u32) -> Self {
+        self.owner_pid = Some(pid);
+        self
+    }
+
     /// Called while waiting, after each failed try, with what is known of the holder.
     pub fn on_wait(mut self, f: impl Fn(&WaitStatus) + Send + Sync + 'static) -> Self {
         self.on_wait = Some(Arc::new(f));
@@ -248,6 +257,57 @@ impl LockBuilder {
     /// [`ErrorKind::Io`] if the path has no file name, cannot be made absolute, or contains
     /// a NUL byte, or if the separator is a path separator.
     pub fn build(self) -> Result<Lock> {
+        Ok(Lock {
+            inner: Arc::new(self.into_inner()?),
+        })
+    }
+
+    /// Builds a lock and takes over the lock file's current claim if it was written on this
+    /// host for our owner pid ([`LockBuilder::owner_pid`]): the way `flufl-lock release`
+    /// and `refresh` act on a lock that an earlier `flufl-lock acquire` took for the same
+    /// shell script. `Ok(None)` if the lock is not held for that pid.
+    ///
+    /// # Errors
+    ///
+    /// As [`LockBuilder::build`], and [`ErrorKind::Io`] if the lock file cannot be read.
+    pub fn adopt(self) -> Result<Option<Lock>> {
+        let mut inner = self.into_inner()?;
+        let Some((meta, Some(holder))) = inner.read_lock(&inner.lockfile)? else {
+            return Ok(None);
+        };
+        let mine = holder.details.hostname == inner.hostname
+            && holder.details.pid == inner.pid
+            && holder.details.lockfile == inner.lockfile
+            && meta.kind == FileKind::Regular
+            && holder.origin.as_ref().map_or(true, |o| {
+                inner.identity.boot_id.as_deref() == Some(o.boot_id.as_str())
+                    && inner.identity.pid_ns == Some(o.pid_ns)
+            });
+        if !mine {
+            return Ok(None);
+        }
+        inner.claim_bytes = claim::path_to_bytes(&holder.path);
+        inner.claimfile = holder.path;
+        let offset = inner.learn_offset()?;
+        let st = inner.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let left = claim::time_left(
+            meta.modified,
+            offset.to_server(inner.clock.now()),
+            Duration::ZERO,
+        );
+        st.claim = Some(ClaimState {
+            id: meta.id,
+            stamped: Instant::now(),
+        });
+        st.offset = Some(offset);
+        st.held = true;
+        st.expires_at = Instant::now() + left;
+        Ok(Some(Lock {
+            inner: Arc::new(inner),
+        }))
+    }
+
+    fn into_inner(self) -> Result<Inner> {
         let path = &self.path;
         if self.separator == '/' || self.separator == '\\' || self.separator == '\0' {
             return Err(Error::invalid(
@@ -264,7 +324,14 @@ impl LockBuilder {
             ));
         }
         let hostname = self.hostname.unwrap_or_else(sys::hostname);
-        let identity = sys::host_identity();
+        let mut identity = sys::host_identity();
+        let pid = self.owner_pid.unwrap_or_else(std::process::id);
+        if self.owner_pid.is_some() {
+            identity.start_time = match RealFs.process(pid) {
+                ProcState::Running { start } => start,
+                _ => None,
+            };
+        }
         let origin = match (&identity.boot_id, identity.pid_ns, identity.start_time) {
             (Some(b), Some(ns), Some(st)) => Some(claim::Origin {
                 boot_id: b.clone(),
@@ -273,7 +340,6 @@ impl LockBuilder {
             }),
             _ => None,
         };
-        let pid = std::process::id();
         let random = claim::random_field(random_u64(), origin.as_ref());
         let claimfile = claim::claim_path(&lockfile, self.separator, &hostname, pid, &random);
         let with = |suffix: &str| {
@@ -285,29 +351,28 @@ impl LockBuilder {
         let taken = with(".brk");
         let mut marker = lockfile.clone().into_os_string();
         marker.push(".break");
-        Ok(Lock {
-            inner: Arc::new(Inner {
-                claim_bytes: claim::path_to_bytes(&claimfile),
-                marker: PathBuf::from(marker),
-                lockfile,
-                claimfile,
-                pin,
-                taken,
-                sep: self.separator,
-                hostname,
-                identity,
-                fs: self.fs,
-                clock: self.clock,
-                on_wait: self.on_wait,
-                cfg: self.cfg,
-                state: Mutex::new(State {
-                    lifetime: self.lifetime,
-                    claim: None,
-                    offset: None,
-                    held: false,
-                    expires_at: Instant::now(),
-                }),
+        Ok(Inner {
+            claim_bytes: claim::path_to_bytes(&claimfile),
+            marker: PathBuf::from(marker),
+            lockfile,
+            claimfile,
+            pin,
+            taken,
+            sep: self.separator,
+            hostname,
+            identity,
+            fs: self.fs,
+            clock: self.clock,
+            on_wait: self.on_wait,
+            cfg: self.cfg,
+            state: Mutex::new(State {
+                lifetime: self.lifetime,
+                claim: None,
+                offset: None,
+                held: false,
+                expires_at: Instant::now(),
             }),
+            pid,
         })
     }
 }
@@ -360,6 +425,8 @@ struct Inner {
     on_wait: Option<WaitCallback>,
     cfg: Config,
     state: Mutex<State>,
+    /// The pid written into our claims.
+    pid: u32,
 }
 
 /// The outcome of trying to take the break marker.
@@ -483,6 +550,7 @@ impl Lock {
             clock: Arc::new(SystemClock),
             fs: Arc::new(RealFs),
             on_wait: None,
+            owner_pid: None,
             cfg: Config::default(),
         }
     }
@@ -845,6 +913,50 @@ impl Lock {
     }
 }
 
+impl Lock {
+    /// Breaks the lock if it has expired or its holder is proven dead; with `force`, breaks
+    /// it whatever its state. Only the exact lock file judged is removed (see
+    /// `docs/protocol.md`), with its holder's claim file. A lock file that is not a claim is
+    /// never touched.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::AlreadyLocked`] if this `Lock` holds it; [`ErrorKind::Io`] if a call
+    /// fails or the lock file is not a claim.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flufl_lock::{BreakOutcome, Lock};
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("x.lck");
+    /// let holder = Lock::new(&path)?;
+    /// holder.lock()?;
+    /// let other = Lock::new(&path)?;
+    /// assert!(matches!(other.break_lock(false)?, BreakOutcome::Live(_)));
+    /// assert!(matches!(other.break_lock(true)?, BreakOutcome::Broken(_)));
+    /// assert!(!holder.is_locked()?);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
+    pub fn break_lock(&self, force: bool) -> Result<BreakOutcome> {
+        self.inner.break_now(force)
+    }
+
+    /// The pid written into our claims: ours, or the owner's ([`LockBuilder::owner_pid`]).
+    pub fn pid(&self) -> u32 {
+        self.inner.pid
+    }
+
+    /// Leaves the lock held (and its claim file in place) and forgets it, so that it
+    /// outlives this process: for holding a lock on behalf of another process
+    /// ([`LockBuilder::owner_pid`]); [`LockBuilder::adopt`] takes it back.
+    pub fn leak(self) {
+        let mut st = self.inner.lock_state();
+        st.claim = None;
+        st.held = false;
+    }
+}
+
 impl Drop for Lock {
     /// Best effort: releases a held lock and removes our claim file. Never panics.
     fn drop(&mut self) {
@@ -860,6 +972,17 @@ impl Drop for Lock {
             }
         }
     }
+}
+
+/// What [`Lock::break_lock`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BreakOutcome {
+    /// There was no lock to break.
+    Unlocked,
+    /// The lock held by this holder was broken.
+    Broken(Details),
+    /// The lock is live (unexpired, holder not proven dead) and was left alone.
+    Live(Details),
 }
 
 /// Holds a [`Lock`] until dropped. Dropping releases it, best effort; [`LockGuard::unlock`]
@@ -1049,6 +1172,79 @@ impl Inner {
                 Err(Error::io(step, path, e))
             }
         }
+    }
+
+    /// Learns the server's clock without touching the lock: create a private probe file,
+    /// read the time the server stamped on it, remove it.
+    fn learn_offset(&self) -> Result<ClockOffset> {
+        let mut probe = self.claimfile.clone().into_os_string();
+        probe.push(".clk");
+        let probe = PathBuf::from(probe);
+        let _ = self.fs.unlink(&probe);
+        let file = self
+            .call(|| self.fs.create_new(&probe))
+            .map_err(|e| Error::io("create clock probe file", &probe, e))?;
+        let meta = self.call(|| self.fs.fstat(&file));
+        let local = self.clock.now();
+        drop(file);
+        let _ = self.call(|| self.fs.unlink(&probe));
+        let meta = meta.map_err(|e| Error::io("stat clock probe file", &probe, e))?;
+        Ok(ClockOffset::learn(meta.modified, local))
+    }
+
+    /// Breaks the lock if it is expired or its holder is proven dead (or, with `force`,
+    /// whatever its state), through the same safe path waiters use.
+    fn break_now(&self, force: bool) -> Result<BreakOutcome> {
+        let mut st = self.lock_state();
+        if st.held {
+            return Err(Error::new(
+                ErrorKind::AlreadyLocked,
+                &self.lockfile,
+                format!(
+                    "{} is held by this process; unlock it instead",
+                    self.lockfile.display()
+                ),
+            ));
+        }
+        self.create_claim(&mut st)?;
+        let r = (|| {
+            for _ in 0..50 {
+                let (meta, holder) = match self.view(&st)? {
+                    View::Gone | View::Ours => return Ok(BreakOutcome::Unlocked),
+                    View::Theirs(m, c) => (m, c),
+                };
+                let live = self.liveness(&holder);
+                let expired =
+                    claim::expired(meta.modified, self.server_now(&st), self.slop(&holder));
+                if !(force || expired || live == Liveness::Dead) {
+                    return Ok(BreakOutcome::Live(holder.details));
+                }
+                let why = if live == Liveness::Dead {
+                    "its holder is dead"
+                } else if expired {
+                    "it expired"
+                } else {
+                    "forced"
+                };
+                let before = self.fs.lstat(&self.lockfile).ok().map(|m| m.id);
+                self.break_lock(&mut st, meta.id, why, force)?;
+                let after = self.fs.lstat(&self.lockfile).ok().map(|m| m.id);
+                if after != before || after.is_none() {
+                    return Ok(BreakOutcome::Broken(holder.details));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(Error::new(
+                ErrorKind::Io,
+                &self.marker,
+                format!(
+                    "could not take break marker {}: another process keeps breaking",
+                    self.marker.display()
+                ),
+            ))
+        })();
+        let _ = self.remove_claim(&mut st);
+        r
     }
 
     /// Re-stamps our (unlinked) claim with a fresh expiry after a long wait, so that the
@@ -1281,7 +1477,7 @@ impl Inner {
                 } else {
                     "it expired"
                 };
-                if self.break_lock(st, meta.id, why)? {
+                if self.break_lock(st, meta.id, why, false)? {
                     backoff.reset();
                     continue;
                 }
@@ -1435,18 +1631,24 @@ impl Inner {
 
     /// Breaks the lock file `judged` (which we judged dead or expired), under the marker.
     /// `Ok(true)` if the lock changed (broken, or gone), so the caller should try again.
-    fn break_lock(&self, st: &mut State, judged: FileId, why: &str) -> Result<bool> {
+    fn break_lock(&self, st: &mut State, judged: FileId, why: &str, force: bool) -> Result<bool> {
         match self.take_marker(st)? {
             Marker::Taken => {}
             Marker::Busy => return Ok(false),
             Marker::NoClaim => return Ok(true), // the acquire loop writes it again
         }
-        let r = self.break_under_marker(st, judged, why);
+        let r = self.break_under_marker(st, judged, why, force);
         self.release_marker(st);
         r
     }
 
-    fn break_under_marker(&self, st: &State, judged: FileId, why: &str) -> Result<bool> {
+    fn break_under_marker(
+        &self,
+        st: &State,
+        judged: FileId,
+        why: &str,
+        force: bool,
+    ) -> Result<bool> {
         // Pin the lock file's inode by a private hard link, then judge on the pinned file.
         match self.call(|| self.fs.link(&self.lockfile, &self.pin)) {
             Ok(()) => {}
@@ -1466,11 +1668,10 @@ impl Inner {
             }
             let live = self.liveness(&holder);
             let expired = claim::expired(meta.modified, self.server_now(st), self.slop(&holder));
-            if meta.id != judged && !(live == Liveness::Dead || expired) {
-                return Ok(true); // it changed hands and the new one is live: try again
-            }
-            if !(live == Liveness::Dead || expired) {
-                return Ok(false); // refreshed meanwhile
+            let breakable = live == Liveness::Dead || expired || (force && meta.id == judged);
+            if !breakable {
+                // Changed hands to a live holder (try again), or refreshed meanwhile.
+                return Ok(meta.id != judged);
             }
             if !self.remove_exact(&self.lockfile, meta.id)? {
                 return Ok(true);

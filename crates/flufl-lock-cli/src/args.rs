@@ -1,0 +1,243 @@
+//! The command line, as clap definitions; also the source of `--help`, the shell
+//! completions and the man page.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0    success (run: COMMAND succeeded)
+  1    failure: the lock is held by someone else (release, break), an I/O error, a lock
+       file that is not a lock
+  2    usage error
+  75   timed out waiting for the lock (EX_TEMPFAIL)
+  76   run: the lock was lost while COMMAND ran; COMMAND was stopped
+  126  run: COMMAND could not be executed; 127: COMMAND was not found
+  N    run: COMMAND's own exit status; 128+N when it was killed by signal N
+
+Examples:
+  flufl-lock run /var/lock/backup.lck -- /usr/local/bin/backup --full
+  flufl-lock status --json /shared/jobs/ingest.lck";
+
+/// NFS-safe lock files with lifetimes, compatible with Python's flufl.lock.
+#[derive(Debug, Parser)]
+#[command(name = "flufl-lock", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// More log messages on stderr (-v: waiting and breaking, -vv: every step).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Timing {
+    /// How long the lock stays valid without a refresh (15, 15s, 1m30s, 2h, 250ms).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "15s")]
+    pub lifetime: Duration,
+    /// Give up waiting after DUR with exit code 75. Default: wait forever.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wait for the lock, run COMMAND while holding it (refreshing it every lifetime/3),
+    /// release it when COMMAND ends, and exit with COMMAND's status.
+    #[command(after_help = "\
+Examples:
+  # A cron job that never runs twice at once, even from two hosts sharing /shared:
+  flufl-lock run --timeout 0 /shared/locks/report.lck -- /usr/local/bin/report
+  # Wait at most five minutes, with a one-minute lifetime refreshed while it runs:
+  flufl-lock run --lifetime 1m --timeout 5m /srv/mail/spool.lck -- process-spool")]
+    Run {
+        #[command(flatten)]
+        timing: Timing,
+        /// Do not refresh the lock while COMMAND runs (it may be broken after its lifetime).
+        #[arg(long)]
+        no_refresh: bool,
+        /// No status line while waiting.
+        #[arg(short, long)]
+        quiet: bool,
+        /// The lock file.
+        lockfile: PathBuf,
+        /// The command to run, and its arguments.
+        #[arg(required = true, last = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Take the lock on behalf of a long-lived owner process (default: the parent, e.g. the
+    /// calling shell script), and exit leaving it held.
+    #[command(after_help = "\
+Examples:
+  flufl-lock acquire --lifetime 10m /shared/db.lck || exit 1
+  ... work ...
+  flufl-lock release /shared/db.lck")]
+    Acquire {
+        #[command(flatten)]
+        timing: Timing,
+        /// The process the lock is held for; waiters on this host break the lock as soon as
+        /// it is gone. Default: the parent process.
+        #[arg(long, value_name = "PID")]
+        owner_pid: Option<u32>,
+        /// The lock file.
+        lockfile: PathBuf,
+    },
+    /// Release a lock taken by `acquire` for the same owner. Refuses (exit 1) to release
+    /// someone else's lock unless --force.
+    #[command(after_help = "Example:\n  flufl-lock release /shared/db.lck")]
+    Release {
+        /// Release the lock even if another process holds it (breaks it).
+        #[arg(long)]
+        force: bool,
+        /// The owner the lock was acquired for. Default: the parent process.
+        #[arg(long, value_name = "PID")]
+        owner_pid: Option<u32>,
+        /// The lock file.
+        lockfile: PathBuf,
+    },
+    /// Extend a lock taken by `acquire` for the same owner: it now expires DUR from now.
+    #[command(after_help = "Example:\n  flufl-lock refresh --lifetime 10m /shared/db.lck")]
+    Refresh {
+        /// The new lifetime (15, 15s, 1m30s, 2h, 250ms).
+        #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "15s")]
+        lifetime: Duration,
+        /// The owner the lock was acquired for. Default: the parent process.
+        #[arg(long, value_name = "PID")]
+        owner_pid: Option<u32>,
+        /// The lock file.
+        lockfile: PathBuf,
+    },
+    /// Show who holds the lock and when it expires (exit 0 whenever it could be read).
+    #[command(after_help = "\
+Examples:
+  flufl-lock status /shared/db.lck
+  flufl-lock status --json /shared/db.lck | jq -r .state")]
+    Status {
+        /// Print one JSON object: lockfile, state, holder, expires_at, expires_in_ms.
+        #[arg(long)]
+        json: bool,
+        /// The lock file.
+        lockfile: PathBuf,
+    },
+    /// Break an expired or stale lock (exit 0, saying what it broke); refuses a live one
+    /// (exit 1) unless --force.
+    #[command(after_help = "Example:\n  flufl-lock break /shared/db.lck")]
+    Break {
+        /// Break the lock even if it is live.
+        #[arg(long)]
+        force: bool,
+        /// The lock file.
+        lockfile: PathBuf,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  flufl-lock completions bash > /etc/bash_completion.d/flufl-lock"
+    )]
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+    /// Print the man page (roff).
+    #[command(after_help = "Example:\n  flufl-lock man > /usr/local/share/man/man1/flufl-lock.1")]
+    Man,
+    /// Internal: kills a process group when its stdin closes (the parent died).
+    #[command(hide = true, name = "__watchdog")]
+    Watchdog { pgid: i32 },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Parses `15`, `15s`, `1m30s`, `2h`, `250ms`, `1.5s`: a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return secs_to_duration(secs, s);
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return Err(format!(
+                "invalid duration {s:?}: expected a number at {rest:?}"
+            ));
+        }
+        let n: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: bad number {:?}", &rest[..num_len]))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "" => {
+                return Err(format!(
+                    "invalid duration {s:?}: a unit (ms, s, m, h, d) must follow {n}"
+                ))
+            }
+            u => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {u:?} (use ms, s, m, h or d)"
+                ))
+            }
+        };
+        rest = &rest[unit_len..];
+        total += n * scale;
+    }
+    secs_to_duration(total, s)
+}
+
+fn secs_to_duration(secs: f64, s: &str) -> Result<Duration, String> {
+    if !secs.is_finite() || secs < 0.0 || secs > 1e12 {
+        return Err(format!("invalid duration {s:?}: out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented duration forms parse; junk does not.
+    #[test]
+    fn durations() {
+        let ok = [
+            ("15", 15_000),
+            ("15s", 15_000),
+            ("1m30s", 90_000),
+            ("2h", 7_200_000),
+            ("250ms", 250),
+            ("1.5s", 1500),
+            ("0", 0),
+        ];
+        for (s, ms) in ok {
+            assert_eq!(parse_duration(s).unwrap(), Duration::from_millis(ms), "{s}");
+        }
+        for bad in ["", "abc", "5x", "s", "-1", "1m30", "1e400", "nan"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The clap definition is consistent.
+    #[test]
+    fn cli_definition() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
