@@ -1863,6 +1863,16 @@ impl Inner {
         let Some((meta, parsed)) = self.read_lock(&self.lockfile)? else {
             return Ok(LockState::Unlocked);
         };
+        if meta.kind != FileKind::Regular {
+            return Err(Error::invalid(
+                &self.lockfile,
+                format!(
+                    "lock file {} is a {}, not a regular file",
+                    self.lockfile.display(),
+                    kind_name(meta.kind)
+                ),
+            ));
+        }
         let ours = st.claim.is_some_and(|c| c.id == meta.id);
         let now = self.server_now(&st);
         let liveness = match &parsed {
