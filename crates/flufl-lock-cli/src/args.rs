@@ -204,7 +204,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn secs_to_duration(secs: f64, s: &str) -> Result<Duration, String> {
-    if !secs.is_finite() || secs < 0.0 || secs > 1e12 {
+    if !secs.is_finite() || !(0.0..=1e12).contains(&secs) {
         return Err(format!("invalid duration {s:?}: out of range"));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -103,7 +103,7 @@ impl Default for Config {
 ///
 /// ```
 /// use std::time::Duration;
-/// # let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir().unwrap();
 /// let lock = flufl_lock::Lock::builder(dir.path().join("db.lck"))
 ///     .lifetime(Duration::from_secs(60))
 ///     .default_timeout(Duration::from_secs(5))
@@ -447,7 +447,7 @@ enum View {
     /// The lock file is our claim: we hold the lock.
     Ours,
     /// Someone else's well-formed claim.
-    Theirs(Meta, Claim),
+    Theirs(Meta, Box<Claim>),
 }
 
 /// An NFS-safe lock file with a lifetime, compatible with Python's flufl.lock 10.0.0.
@@ -455,7 +455,7 @@ enum View {
 /// # Examples
 ///
 /// ```
-/// # let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir().unwrap();
 /// let lock = flufl_lock::Lock::new(dir.path().join("spool.lck"))?;
 /// lock.lock()?;
 /// assert!(lock.is_locked()?);
@@ -522,7 +522,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// assert!(lock.lockfile().is_absolute());
     /// # Ok::<(), flufl_lock::Error>(())
@@ -536,7 +536,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).separator('^').build()?;
     /// assert!(lock.claimfile().to_string_lossy().contains('^'));
     /// # Ok::<(), flufl_lock::Error>(())
@@ -566,7 +566,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// lock.lock()?;
     /// assert_eq!(lock.lock().unwrap_err().kind(), flufl_lock::ErrorKind::AlreadyLocked);
@@ -586,7 +586,7 @@ impl Lock {
     ///
     /// ```
     /// use std::time::Duration;
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("x.lck");
     /// let a = flufl_lock::Lock::new(&path)?;
     /// let b = flufl_lock::Lock::new(&path)?;
@@ -608,7 +608,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// lock.try_lock()?;
     /// lock.unlock()?;
@@ -627,7 +627,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// {
     ///     let _guard = lock.guard()?;
@@ -650,7 +650,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// let guard = lock.guard_timeout(std::time::Duration::from_secs(1))?;
     /// guard.unlock()?;
@@ -673,7 +673,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// assert_eq!(lock.unlock().unwrap_err().kind(), flufl_lock::ErrorKind::NotLocked);
     /// # Ok::<(), flufl_lock::Error>(())
@@ -692,7 +692,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// lock.unlock_unconditionally()?;
     /// # Ok::<(), flufl_lock::Error>(())
@@ -713,7 +713,7 @@ impl Lock {
     ///
     /// ```
     /// use std::time::Duration;
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// lock.lock()?;
     /// lock.refresh(Some(Duration::from_secs(120)), false)?;
@@ -734,7 +734,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// assert!(!lock.is_locked()?);
     /// # Ok::<(), flufl_lock::Error>(())
@@ -753,7 +753,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// lock.lock()?;
     /// let d = lock.details()?;
@@ -787,7 +787,7 @@ impl Lock {
     ///
     /// ```
     /// use flufl_lock::LockState;
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// assert_eq!(lock.state()?, LockState::Unlocked);
     /// lock.lock()?;
@@ -808,7 +808,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// lock.lock()?;
     /// assert!(lock.expiration()? > std::time::SystemTime::now());
@@ -837,7 +837,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// assert_eq!(lock.expires_in()?, None);
     /// # Ok::<(), flufl_lock::Error>(())
@@ -861,7 +861,7 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// lock.set_lifetime(std::time::Duration::from_secs(30));
     /// assert_eq!(lock.lifetime().as_secs(), 30);
@@ -899,10 +899,10 @@ impl Lock {
     /// # Examples
     ///
     /// ```
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
     /// lock.lock()?;
-    /// let keep = lock.keep_alive(|err| eprintln!("lost the lock: {err}"));
+    /// let keep = lock.keep_alive(|err| log::error!("lost the lock: {err}"));
     /// assert!(!keep.is_lost());
     /// drop(keep);
     /// lock.unlock()?;
@@ -928,7 +928,7 @@ impl Lock {
     ///
     /// ```
     /// use flufl_lock::{BreakOutcome, Lock};
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("x.lck");
     /// let holder = Lock::new(&path)?;
     /// holder.lock()?;
@@ -1316,7 +1316,7 @@ impl Inner {
             return Ok(View::Ours);
         }
         match (meta.kind, parsed) {
-            (FileKind::Regular, Some(c)) => Ok(View::Theirs(meta, c)),
+            (FileKind::Regular, Some(c)) => Ok(View::Theirs(meta, Box::new(c))),
             (FileKind::Regular, None) => Err(Error::invalid(
                 path,
                 format!(

@@ -73,7 +73,8 @@ impl Fs for RealFs {
     }
 
     fn write_all(&self, file: &File, data: &[u8]) -> io::Result<()> {
-        (&*file).write_all(data)
+        let mut f = file;
+        f.write_all(data)
     }
 
     fn fstat(&self, file: &File) -> io::Result<Meta> {
@@ -114,7 +115,7 @@ impl Fs for RealFs {
 
     fn read_head(&self, file: &File, max: usize) -> io::Result<Vec<u8>> {
         let mut buf = Vec::with_capacity(max.min(4096));
-        (&*file).take(max as u64).read_to_end(&mut buf)?;
+        file.take(max as u64).read_to_end(&mut buf)?;
         Ok(buf)
     }
 

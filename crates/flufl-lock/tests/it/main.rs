@@ -2,6 +2,9 @@
 //! STYLE.md), with a faulty filesystem for the fault and race tests and re-runs of this
 //! executable as separate processes for the contention and crash tests.
 
+// Test children talk to their parent on stdout.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod basic;
 #[cfg(unix)]
 mod faults;

@@ -94,15 +94,6 @@ impl FaultyFs {
             .count()
     }
 
-    pub fn total(&self) -> usize {
-        self.calls.lock().unwrap().len()
-    }
-
-    pub fn reset(&self) {
-        self.calls.lock().unwrap().clear();
-        self.rules.lock().unwrap().clear();
-    }
-
     /// Finds the first live rule for this call and takes one firing of it.
     fn fire(&self, op: Op, path: &Path) -> Option<FaultKind> {
         self.calls.lock().unwrap().push((op, path.to_path_buf()));
