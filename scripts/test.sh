@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test of the project, installing what the tests need first (apt packages, the
+# Python venv with the real flufl.lock, the Windows target, Wine). Run as root on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+start=$(date +%s)
+step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+step "Prerequisites"
+missing=()
+for pkg in strace faketime util-linux; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+rustup target add x86_64-pc-windows-gnu
+rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+step "Formatting, lints (Linux and Windows), docs, dependency policy"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p flufl-lock -p flufl-lock-cli --target x86_64-pc-windows-gnu --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+python3 scripts/check-deps.py
+
+step "Python venv with the real flufl.lock 10.0.0"
+bash testbed/interop/setup.sh
+
+step "Linux tests"
+cargo test --workspace
+
+step "Windows tests under Wine"
+bash testbed/wine/setup.sh >/dev/null
+# shellcheck source=/dev/null
+source testbed/wine/env.sh
+trap 'wineserver -k 2>/dev/null || true' EXIT
+cargo test -p flufl-lock -p flufl-lock-cli --target x86_64-pc-windows-gnu 2>&1 | tee target/wine-tests.log
+grep -E '^test result' target/wine-tests.log | awk '{p+=$4; f+=$6} END {printf "Windows tests under Wine: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}'
+
+step "Packaging"
+cargo package -p flufl-lock --allow-dirty -q
+cargo package -p flufl-lock-cli --allow-dirty -q --no-verify
+
+step "Done"
