@@ -41,7 +41,6 @@ cargo test -p flufl-lock -p flufl-lock-cli --target x86_64-pc-windows-gnu 2>&1 |
 grep -E '^test result' target/wine-tests.log | awk '{p+=$4; f+=$6} END {printf "Windows tests under Wine: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}'
 
 step "Packaging"
-cargo package -p flufl-lock --allow-dirty -q
-cargo package -p flufl-lock-cli --allow-dirty -q --no-verify
+cargo package -p flufl-lock -p flufl-lock-cli --allow-dirty
 
 step "Done"

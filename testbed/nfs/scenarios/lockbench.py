@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 CS = r'''
 id=$1 log=$2 ctr=$3 times=$4 hold=$5
 t0=$EPOCHREALTIME
+printf '%s\n' "$id" >> "$times.entered"
 if [ -n "$log" ]; then printf 'enter %s %s\n' "$id" "$t0" >> "$log"; fi
 if [ -n "$ctr" ]; then
     n=; read -r n < "$ctr" || true
@@ -193,14 +194,40 @@ def cmd_worker(a: argparse.Namespace) -> int:
         if outcome != 'ok':
             failures += 1
         rec.write(json.dumps({'id': ident, 'worker': a.id, 'try': t_try, 'done': t_done, 'outcome': outcome}) + '\n')
+        if a.alternate and i + 1 < a.count:
+            wait_turn(Path(a.times), a.alternate.split(','), Path(a.record).parent, a.alternate_limit)
         if a.pause_max > 0:
             time.sleep(rnd.uniform(a.pause_min, a.pause_max))
+    (Path(a.record).parent / f'done-{a.id}').write_text('')
     return 1 if failures else 0
+
+
+def wait_turn(times: Path, peers: list[str], recdir: Path, limit: float) -> None:
+    """Ping-pong: wait (polling local files, no NFS) until a peer worker has
+    entered a critical section after ours, or every peer has stopped, at most
+    `limit` seconds."""
+    end = time.monotonic() + limit
+    entered = Path(str(times) + '.entered')
+
+    def peer_entries() -> int:
+        lines = entered.read_text().splitlines() if entered.exists() else []
+        return sum(1 for line in lines if line.split('.', 1)[0] in peers)
+
+    def peers_busy() -> int:
+        # a peer is still trying unless its record file says it is done
+        return sum(1 for w in peers
+                   if (recdir / f'done-{w}').exists() is False)
+
+    start = peer_entries()
+    while time.monotonic() < end and peers_busy():
+        if peer_entries() > start:
+            return
+        time.sleep(0.002)
 
 
 def worker_argv(impl: str, host: str, wid: str, lock: str, count: int, log: str, counter: str,
                 times: str, record: str, lifetime: float, timeout: float, hold: float,
-                pause: tuple[float, float]) -> list[str]:
+                pause: tuple[float, float], alternate: str = '') -> list[str]:
     interp = py_bin() if impl == 'py' else sys.executable
     argv = on_host(host) + [interp, str(HERE / 'lockbench.py'), 'worker', '--impl', impl,
                             '--id', wid, '--lock', lock, '--count', str(count), '--log', log,
@@ -210,6 +237,8 @@ def worker_argv(impl: str, host: str, wid: str, lock: str, count: int, log: str,
                             '--pause-max', str(pause[1]), '--seed', str(sum(map(ord, wid)))]
     if impl == 'cli':
         argv += ['--bin', cli_bin() or '']
+    if alternate:
+        argv += ['--alternate', alternate]
     return argv
 
 
@@ -683,7 +712,8 @@ def handoff_run(impl: str, sub: str, per_worker: int, hold: float, pause: float,
     for host in ('A', 'B'):
         wid = f'{host}0'
         argv = worker_argv(impl, host, wid, str(mount(host) / sub / 'lock'), per_worker, '', '',
-                           str(work / 'times'), str(work / f'rec-{wid}'), lifetime, timeout, hold, (0.0, pause))
+                           str(work / 'times'), str(work / f'rec-{wid}'), lifetime, timeout, hold, (0.0, pause),
+                           alternate='B0' if host == 'A' else 'A0')
         procs.append(subprocess.Popen(argv, start_new_session=True))
     rcs = wait_all(procs, t0 + deadline)
     wall = time.monotonic() - t0
@@ -801,6 +831,8 @@ def main() -> int:
     w.add_argument('--pause-min', type=float, default=0)
     w.add_argument('--pause-max', type=float, default=0)
     w.add_argument('--seed', type=int, default=0)
+    w.add_argument('--alternate', default='', help='comma list of peer worker ids to ping-pong with')
+    w.add_argument('--alternate-limit', type=float, default=10)
     w.set_defaults(fn=cmd_worker)
 
     c = sp.add_parser('contend', help='scenario a: contention through both mounts')

@@ -4,6 +4,8 @@
 
 // Test children talk to their parent on stdout.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+// Tests plant lock files as other processes (or flufl.lock) would, with plain std calls.
+#![allow(clippy::disallowed_methods)]
 
 mod basic;
 #[cfg(unix)]
