@@ -21,16 +21,22 @@ rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
 step "Formatting, lints (Linux and Windows), docs, dependency policy"
 cargo fmt --all --check
-cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p flufl-lock -p flufl-lock-cli --target x86_64-pc-windows-gnu --all-targets -- -D warnings
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo clippy -p flufl-lock -p flufl-lock-cli --target x86_64-pc-windows-gnu --all-targets --all-features -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features -q
 python3 scripts/check-deps.py
 
 step "Python venv with the real flufl.lock 10.0.0"
 bash testbed/interop/setup.sh
 
-step "Linux tests"
-cargo test --workspace
+step "Linux tests (unit, property, integration, async, CLI, interop, doctests)"
+cargo test --workspace --all-features
+
+step "Examples"
+for example in cron_job long_job shared_with_python; do
+  cargo run -q -p flufl-lock --example "$example"
+done
+cargo run -q -p flufl-lock --features tokio --example async_service
 
 step "Windows tests under Wine"
 bash testbed/wine/setup.sh >/dev/null

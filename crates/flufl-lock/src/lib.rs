@@ -2,6 +2,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod asynk;
 mod claim;
 mod error;
 mod lock;
@@ -10,6 +12,8 @@ pub mod sys;
 #[cfg(not(feature = "fault-injection"))]
 mod sys;
 
+#[cfg(feature = "tokio")]
+pub use asynk::AsyncKeepAlive;
 pub use claim::{Details, LockState};
 pub use error::{Error, ErrorKind, Result};
 pub use lock::{

@@ -410,8 +410,8 @@ struct State {
     expires_at: Instant,
 }
 
-struct Inner {
-    lockfile: PathBuf,
+pub(crate) struct Inner {
+    pub(crate) lockfile: PathBuf,
     claimfile: PathBuf,
     claim_bytes: Vec<u8>,
     marker: PathBuf,
@@ -464,7 +464,7 @@ enum View {
 /// # Ok::<(), flufl_lock::Error>(())
 /// ```
 pub struct Lock {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl fmt::Debug for Lock {
@@ -1095,6 +1095,23 @@ impl Drop for KeepAlive {
 }
 
 impl Inner {
+    pub(crate) fn poll_bounds(&self) -> (Duration, Duration) {
+        (self.cfg.min_poll, self.cfg.max_poll)
+    }
+
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        self.cfg.default_timeout
+    }
+
+    pub(crate) fn lifetime(&self) -> Duration {
+        self.lock_state().lifetime
+    }
+
+    /// Whether our own monotonic estimate says our lock has expired.
+    pub(crate) fn expired_locally(&self) -> bool {
+        Instant::now() >= self.lock_state().expires_at
+    }
+
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -1362,7 +1379,7 @@ impl Inner {
         }
     }
 
-    fn acquire(&self, timeout: Option<Duration>) -> Result<()> {
+    pub(crate) fn acquire(&self, timeout: Option<Duration>) -> Result<()> {
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
         let mut st = self.lock_state();
@@ -1746,7 +1763,7 @@ impl Inner {
         )
     }
 
-    fn release(&self, unconditionally: bool) -> Result<()> {
+    pub(crate) fn release(&self, unconditionally: bool) -> Result<()> {
         let mut st = self.lock_state();
         if !st.held {
             if st.claim.is_some() || unconditionally {
@@ -1826,7 +1843,7 @@ impl Inner {
         r
     }
 
-    fn refresh(&self, lifetime: Option<Duration>, unconditionally: bool) -> Result<()> {
+    pub(crate) fn refresh(&self, lifetime: Option<Duration>, unconditionally: bool) -> Result<()> {
         let mut st = self.lock_state();
         if let Some(l) = lifetime {
             st.lifetime = l;

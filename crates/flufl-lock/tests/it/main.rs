@@ -7,6 +7,8 @@
 // Tests plant lock files as other processes (or flufl.lock) would, with plain std calls.
 #![allow(clippy::disallowed_methods)]
 
+#[cfg(feature = "tokio")]
+mod asynk;
 mod basic;
 #[cfg(unix)]
 mod faults;

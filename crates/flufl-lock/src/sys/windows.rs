@@ -1,0 +1,920 @@
+//! Windows backend, on `windows-sys` and std's `OpenOptionsExt`.
+//!
+//! Files are opened with std (`access_mode`, `share_mode`, `custom_flags`), which also takes
+//! care of long paths; `windows-sys` supplies what std does not expose: file ids and link
+//! counts (`GetFileInformationByHandle`, as same-file and winapi-util do, since std's
+//! `number_of_links` is unstable, rust-lang/rust#63010), POSIX-semantics deletion, process
+//! handles, directory change notification and the host name.
+//!
+//! Platform notes, beside the code they concern:
+//!
+//! - **Reparse points** (symbolic links, junctions, ...) are never followed: every open passes
+//!   `FILE_FLAG_OPEN_REPARSE_POINT`, so it names the reparse point itself, and they are all
+//!   reported as [`FileKind::Symlink`].
+//! - **Sharing**: every handle shares read, write *and delete*, so a process reading a lock
+//!   never stops its holder from removing it. Handles are held only for the duration of one
+//!   [`Fs`] call, except the `File`s the algorithm holds, which it drops before unlinking or
+//!   renaming.
+//! - **Deletion**: [`Fs::unlink`] asks for POSIX semantics (the name goes at once, even while
+//!   other handles are open), as `unlink(2)` does. Where the file system cannot do that
+//!   (FAT, older SMB servers) the file is only marked "delete pending" and its name stays
+//!   until the last handle closes; opening it meanwhile fails with `ERROR_ACCESS_DENIED`.
+//!   The backend reports such a name as not found (it is already being deleted), and a
+//!   hard link onto it as already existing.
+//! - **No boot id, no pid namespace**: [`host_identity`] proves nothing, so a crashed holder's
+//!   lock is recovered by expiry, never by a process check (pids are recycled quickly on
+//!   Windows anyway).
+
+#![allow(unsafe_code)]
+
+use super::{FileId, FileKind, Fs, HostIdentity, Meta, ProcState};
+use std::ffi::c_void;
+use std::fs::{File, FileTimes, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::windows::ffi::OsStrExt;
+use std::os::windows::fs::OpenOptionsExt;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::path::{Component, Path, Prefix};
+use std::ptr::{self, NonNull};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use windows_sys::Win32::Foundation::{
+    GetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND,
+    ERROR_INVALID_FUNCTION, ERROR_INVALID_PARAMETER, ERROR_IO_INCOMPLETE, ERROR_NOT_SUPPORTED,
+    ERROR_STOPPED_ON_SYMLINK, FILETIME, HANDLE, NTSTATUS, STATUS_DELETE_PENDING, WAIT_OBJECT_0,
+    WAIT_TIMEOUT,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    FileAttributeTagInfo, FileDispositionInfo, FileDispositionInfoEx, GetDriveTypeW,
+    GetFileInformationByHandle, GetFileInformationByHandleEx, GetVolumePathNameW,
+    ReadDirectoryChangesW, SetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION, DELETE,
+    FILE_ACTION_REMOVED, FILE_ACTION_RENAMED_OLD_NAME, FILE_ATTRIBUTE_DIRECTORY,
+    FILE_ATTRIBUTE_REPARSE_POINT, FILE_ATTRIBUTE_TAG_INFO, FILE_DISPOSITION_FLAG_DELETE,
+    FILE_DISPOSITION_FLAG_POSIX_SEMANTICS, FILE_DISPOSITION_INFO, FILE_DISPOSITION_INFO_EX,
+    FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_FLAG_OVERLAPPED,
+    FILE_GENERIC_READ, FILE_LIST_DIRECTORY, FILE_NOTIFY_CHANGE_FILE_NAME, FILE_READ_ATTRIBUTES,
+    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_WRITE_ATTRIBUTES,
+};
+use windows_sys::Win32::System::SystemInformation::{
+    ComputerNameDnsFullyQualified, ComputerNameDnsHostname, ComputerNameNetBIOS,
+    GetComputerNameExW, COMPUTER_NAME_FORMAT,
+};
+use windows_sys::Win32::System::Threading::{
+    CreateEventW, OpenProcess, WaitForMultipleObjects, WaitForSingleObject,
+    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+};
+use windows_sys::Win32::System::IO::{
+    CancelIoEx, GetOverlappedResult, OVERLAPPED, OVERLAPPED_0, OVERLAPPED_0_0,
+};
+
+/// `GetDriveTypeW`: a network drive (in `Win32_System_WindowsProgramming`, which this crate
+/// does not otherwise need).
+const DRIVE_REMOTE: u32 = 4;
+/// `GetDriveTypeW`: the type cannot be determined.
+const DRIVE_UNKNOWN: u32 = 0;
+/// `GetDriveTypeW`: the root path is invalid.
+const DRIVE_NO_ROOT_DIR: u32 = 1;
+
+/// Every handle shares read, write and delete access, as std's default does: a reader must
+/// never stop the holder from removing or renaming the lock.
+const SHARE_ALL: u32 = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+
+/// 100 ns intervals from 1601-01-01 (the `FILETIME` epoch) to 1970-01-01.
+const FILETIME_UNIX_EPOCH: u64 = 116_444_736_000_000_000;
+
+#[link(name = "ntdll.dll", kind = "raw-dylib", modifiers = "+verbatim")]
+extern "system" {
+    /// `RtlGetLastNtStatus` (ntdll, exported since Windows XP): the `NTSTATUS` behind the
+    /// calling thread's last Win32 error. It tells "delete pending" apart from a real
+    /// `ERROR_ACCESS_DENIED`. `windows-sys` does not bind it.
+    fn RtlGetLastNtStatus() -> NTSTATUS;
+}
+
+/// The real filesystem.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+fn from_filetime(ft: FILETIME) -> SystemTime {
+    let t = (u64::from(ft.dwHighDateTime) << 32) | u64::from(ft.dwLowDateTime);
+    let since = |d: u64| Duration::new(d / 10_000_000, (d % 10_000_000) as u32 * 100);
+    if t >= FILETIME_UNIX_EPOCH {
+        UNIX_EPOCH + since(t - FILETIME_UNIX_EPOCH)
+    } else {
+        UNIX_EPOCH - since(FILETIME_UNIX_EPOCH - t)
+    }
+}
+
+/// The kind of file from its attributes. Every reparse point counts as a symbolic link: a
+/// lock or claim is never one, and none is ever followed.
+fn kind_of(attributes: u32) -> FileKind {
+    if attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+        FileKind::Symlink
+    } else if attributes & FILE_ATTRIBUTE_DIRECTORY != 0 {
+        FileKind::Directory
+    } else {
+        FileKind::Regular
+    }
+}
+
+fn meta_of(info: &BY_HANDLE_FILE_INFORMATION) -> Meta {
+    let modified = from_filetime(info.ftLastWriteTime);
+    Meta {
+        id: FileId {
+            dev: u64::from(info.dwVolumeSerialNumber),
+            ino: (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow),
+        },
+        nlink: u64::from(info.nNumberOfLinks),
+        modified,
+        // Windows has no POSIX ctime. NTFS's `ChangeTime` comes close, but whether creating
+        // a hard link updates it is not documented, and the algorithm dates break markers
+        // (hard links) by `changed`. The last write time is the claim's expiry, which is
+        // never earlier than its last stamp, so a marker is presumed abandoned later than on
+        // POSIX, never earlier.
+        changed: modified,
+        len: (u64::from(info.nFileSizeHigh) << 32) | u64::from(info.nFileSizeLow),
+        kind: kind_of(info.dwFileAttributes),
+    }
+}
+
+/// `GetFileInformationByHandle`: id, link count, times, size and attributes of an open file.
+fn file_info(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
+    let mut info = BY_HANDLE_FILE_INFORMATION::default();
+    // SAFETY: the handle is open for as long as `file` is borrowed, and `info` is a valid,
+    // writable BY_HANDLE_FILE_INFORMATION for the call to fill.
+    if unsafe { GetFileInformationByHandle(file.as_raw_handle() as HANDLE, &mut info) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info)
+}
+
+/// `GetFileInformationByHandleEx(FileAttributeTagInfo)`: attributes and reparse tag.
+fn attribute_tag(file: &File) -> io::Result<FILE_ATTRIBUTE_TAG_INFO> {
+    let mut info = FILE_ATTRIBUTE_TAG_INFO::default();
+    // SAFETY: valid open handle (borrowed from `file`); the buffer is a writable
+    // FILE_ATTRIBUTE_TAG_INFO and its exact size is passed.
+    let ok = unsafe {
+        GetFileInformationByHandleEx(
+            file.as_raw_handle() as HANDLE,
+            FileAttributeTagInfo,
+            ptr::from_mut(&mut info).cast::<c_void>(),
+            size_of::<FILE_ATTRIBUTE_TAG_INFO>() as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info)
+}
+
+/// Opens `path` without following a reparse point, sharing everything.
+fn open(path: &Path, access: u32, flags: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .access_mode(access)
+        .share_mode(SHARE_ALL)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT | flags)
+        .open(path)
+}
+
+/// Whether the call that just failed on this thread with `err` met a "delete pending" file:
+/// one removed without POSIX semantics whose name lingers until its last handle closes.
+/// Windows reports that as `ERROR_ACCESS_DENIED`; the `NTSTATUS` behind it tells.
+fn is_delete_pending(err: &io::Error) -> bool {
+    if err.raw_os_error() != Some(ERROR_ACCESS_DENIED as i32) {
+        return false;
+    }
+    // SAFETY: no arguments; it reads the calling thread's TEB.
+    let status = unsafe { RtlGetLastNtStatus() };
+    status == STATUS_DELETE_PENDING
+}
+
+/// A "delete pending" name is as good as gone: report it as not found, as POSIX would.
+/// Must be called right after the failed call, on the same thread.
+fn pending_as(err: io::Error, code: u32) -> io::Error {
+    if is_delete_pending(&err) {
+        io::Error::from_raw_os_error(code as i32)
+    } else {
+        err
+    }
+}
+
+fn to_wide(path: &Path) -> io::Result<Vec<u16>> {
+    let mut wide: Vec<u16> = path.as_os_str().encode_wide().collect();
+    if wide.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path contains a NUL character",
+        ));
+    }
+    wide.push(0);
+    Ok(wide)
+}
+
+/// `SetFileInformationByHandle(FileDispositionInfoEx)` with POSIX semantics, falling back to
+/// the classic `FileDispositionInfo` (delete on last close) where the file system or
+/// Windows version does not support it.
+fn delete_by_handle(file: &File) -> io::Result<()> {
+    let h = file.as_raw_handle() as HANDLE;
+    let ex = FILE_DISPOSITION_INFO_EX {
+        Flags: FILE_DISPOSITION_FLAG_DELETE | FILE_DISPOSITION_FLAG_POSIX_SEMANTICS,
+    };
+    // SAFETY: valid open handle with DELETE access (borrowed from `file`); `ex` is a
+    // FILE_DISPOSITION_INFO_EX and its exact size is passed.
+    let ok = unsafe {
+        SetFileInformationByHandle(
+            h,
+            FileDispositionInfoEx,
+            ptr::from_ref(&ex).cast::<c_void>(),
+            size_of::<FILE_DISPOSITION_INFO_EX>() as u32,
+        )
+    };
+    if ok != 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    let unsupported = [
+        ERROR_INVALID_PARAMETER,
+        ERROR_NOT_SUPPORTED,
+        ERROR_INVALID_FUNCTION,
+    ]
+    .iter()
+    .any(|&c| err.raw_os_error() == Some(c as i32));
+    if !unsupported {
+        return Err(err);
+    }
+    let classic = FILE_DISPOSITION_INFO { DeleteFile: true };
+    // SAFETY: as above, with a FILE_DISPOSITION_INFO and its exact size.
+    let ok = unsafe {
+        SetFileInformationByHandle(
+            h,
+            FileDispositionInfo,
+            ptr::from_ref(&classic).cast::<c_void>(),
+            size_of::<FILE_DISPOSITION_INFO>() as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_handle_times(file: &File, time: SystemTime) -> io::Result<()> {
+    file.set_times(FileTimes::new().set_accessed(time).set_modified(time))
+}
+
+impl Fs for RealFs {
+    /// `CreateFileW` with `CREATE_NEW` and `FILE_FLAG_OPEN_REPARSE_POINT`: read access too, so
+    /// that `fstat` may read the attributes of the handle.
+    fn create_new(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .share_mode(SHARE_ALL)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(path)
+            .map_err(|e| pending_as(e, ERROR_ALREADY_EXISTS))
+    }
+
+    fn write_all(&self, file: &File, data: &[u8]) -> io::Result<()> {
+        (&*file).write_all(data)
+    }
+
+    fn fstat(&self, file: &File) -> io::Result<Meta> {
+        Ok(meta_of(&file_info(file)?))
+    }
+
+    /// `SetFileInformationByHandle(FileBasicInfo)` (std's `File::set_times`): last access and
+    /// last write time. The handle needs `FILE_WRITE_ATTRIBUTES` on Windows (Wine does not
+    /// check); `create_new`'s `GENERIC_WRITE` includes it.
+    fn set_times(&self, file: &File, time: SystemTime) -> io::Result<()> {
+        set_handle_times(file, time)
+    }
+
+    /// Opens the path itself (never a reparse point's target) for `FILE_WRITE_ATTRIBUTES`
+    /// only, and sets its times.
+    fn set_path_times(&self, path: &Path, time: SystemTime) -> io::Result<()> {
+        let file = open(path, FILE_WRITE_ATTRIBUTES, FILE_FLAG_BACKUP_SEMANTICS)
+            .map_err(|e| pending_as(e, ERROR_FILE_NOT_FOUND))?;
+        set_handle_times(&file, time)
+    }
+
+    /// `CreateFileW` for reading with `FILE_FLAG_OPEN_REPARSE_POINT` (and
+    /// `FILE_FLAG_BACKUP_SEMANTICS`, so that a directory opens and is reported as one).
+    /// A reparse point fails with `ERROR_STOPPED_ON_SYMLINK`, as `O_NOFOLLOW` fails with
+    /// `ELOOP`; reading it would read the reparse point's own empty data.
+    fn open_read(&self, path: &Path) -> io::Result<File> {
+        let file = open(path, FILE_GENERIC_READ, FILE_FLAG_BACKUP_SEMANTICS)
+            .map_err(|e| pending_as(e, ERROR_FILE_NOT_FOUND))?;
+        if attribute_tag(&file)?.FileAttributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+            return Err(io::Error::from_raw_os_error(
+                ERROR_STOPPED_ON_SYMLINK as i32,
+            ));
+        }
+        Ok(file)
+    }
+
+    fn read_head(&self, file: &File, max: usize) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(max.min(4096));
+        file.take(max as u64).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// Opens the path itself for `FILE_READ_ATTRIBUTES` only (which no share mode of another
+    /// handle can refuse) and reads its attributes.
+    fn lstat(&self, path: &Path) -> io::Result<Meta> {
+        let file = open(path, FILE_READ_ATTRIBUTES, FILE_FLAG_BACKUP_SEMANTICS)
+            .map_err(|e| pending_as(e, ERROR_FILE_NOT_FOUND))?;
+        self.fstat(&file)
+    }
+
+    /// `CreateHardLinkW` (std's `hard_link`), which links a reparse point itself, never its
+    /// target. An existing `dst` fails with `ERROR_ALREADY_EXISTS`, a "delete pending" one
+    /// too.
+    #[allow(clippy::disallowed_methods)] // This is the `sys::Fs::link` that lint points to.
+    fn link(&self, src: &Path, dst: &Path) -> io::Result<()> {
+        std::fs::hard_link(src, dst).map_err(|e| pending_as(e, ERROR_ALREADY_EXISTS))
+    }
+
+    /// `MoveFileExW` with `MOVEFILE_REPLACE_EXISTING` (std's `rename`, which falls back to a
+    /// POSIX-semantics rename where a plain one is refused). It moves a reparse point itself.
+    fn rename(&self, src: &Path, dst: &Path) -> io::Result<()> {
+        std::fs::rename(src, dst).map_err(|e| pending_as(e, ERROR_FILE_NOT_FOUND))
+    }
+
+    /// Opens the name itself with `DELETE` access (not a directory: no
+    /// `FILE_FLAG_BACKUP_SEMANTICS`, so one fails as `unlink(2)` fails) and deletes it with
+    /// POSIX semantics: the name is gone when this returns, even while other processes hold
+    /// the file open with `FILE_SHARE_DELETE`. Where POSIX semantics are unsupported the
+    /// name stays "delete pending" until the last handle closes.
+    fn unlink(&self, path: &Path) -> io::Result<()> {
+        let file = open(path, DELETE, 0).map_err(|e| pending_as(e, ERROR_FILE_NOT_FOUND))?;
+        delete_by_handle(&file)
+    }
+
+    /// `GetDriveTypeW` on the volume of `dir` (`GetVolumePathNameW`): network drives and UNC
+    /// paths are remote, as is a volume whose type cannot be told.
+    fn is_remote(&self, dir: &Path) -> io::Result<bool> {
+        if let Some(Component::Prefix(p)) = dir.components().next() {
+            if matches!(p.kind(), Prefix::UNC(..) | Prefix::VerbatimUNC(..)) {
+                return Ok(true);
+            }
+        }
+        let wide = to_wide(dir)?;
+        let mut root = vec![0u16; wide.len().max(300)];
+        // SAFETY: `wide` is NUL-terminated; `root` is writable for the length passed.
+        let ok = unsafe { GetVolumePathNameW(wide.as_ptr(), root.as_mut_ptr(), root.len() as u32) };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: GetVolumePathNameW succeeded, so `root` holds a NUL-terminated path.
+        let kind = unsafe { GetDriveTypeW(root.as_ptr()) };
+        Ok(matches!(
+            kind,
+            DRIVE_REMOTE | DRIVE_UNKNOWN | DRIVE_NO_ROOT_DIR
+        ))
+    }
+
+    /// `OpenProcess` and a zero wait on the process handle. The start time is not reported:
+    /// claims written on Windows carry no origin, so nothing would compare it.
+    fn process(&self, pid: u32) -> ProcState {
+        process(pid)
+    }
+
+    fn wait(&self, waiter: &mut super::Waiter, timeout: Duration) {
+        waiter.inner.wait(timeout)
+    }
+}
+
+/// Opens a process handle for `access`, or returns the Win32 error.
+fn open_process(access: u32, pid: u32) -> Result<OwnedHandle, u32> {
+    // SAFETY: plain call without pointers.
+    let h = unsafe { OpenProcess(access, 0, pid) };
+    if h.is_null() {
+        // SAFETY: plain call without pointers.
+        return Err(unsafe { GetLastError() });
+    }
+    // SAFETY: OpenProcess returned a new handle that nothing else owns.
+    Ok(unsafe { OwnedHandle::from_raw_handle(h) })
+}
+
+fn process(pid: u32) -> ProcState {
+    if pid == 0 {
+        // The System Idle Process: never a lock holder.
+        return ProcState::Unknown;
+    }
+    match open_process(PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE, pid) {
+        // SAFETY: a valid process handle, owned for the call; a zero timeout only polls.
+        Ok(h) => match unsafe { WaitForSingleObject(h.as_raw_handle() as HANDLE, 0) } {
+            WAIT_TIMEOUT => ProcState::Running { start: None },
+            // Exited, but someone still holds a handle on it, so its pid is not reused yet.
+            WAIT_OBJECT_0 => ProcState::Zombie,
+            _ => ProcState::Unknown,
+        },
+        // No such process (any more).
+        Err(ERROR_INVALID_PARAMETER) => ProcState::Gone,
+        // It exists, but belongs to someone we may not inspect.
+        Err(ERROR_ACCESS_DENIED) => ProcState::Running { start: None },
+        Err(_) => ProcState::Unknown,
+    }
+}
+
+fn computer_name(format: COMPUTER_NAME_FORMAT) -> Option<String> {
+    let mut len = 0u32;
+    // SAFETY: a null buffer with size 0 only asks for the size needed (it fails with
+    // ERROR_MORE_DATA and sets `len`, counting the terminating NUL).
+    unsafe { GetComputerNameExW(format, ptr::null_mut(), &mut len) };
+    if len == 0 {
+        return None;
+    }
+    let mut buf = vec![0u16; len as usize];
+    // SAFETY: `buf` is writable for `len` UTF-16 units.
+    if unsafe { GetComputerNameExW(format, buf.as_mut_ptr(), &mut len) } == 0 {
+        return None;
+    }
+    // On success `len` counts the characters, without the NUL.
+    buf.truncate(len as usize);
+    String::from_utf16(&buf).ok().filter(|s| !s.is_empty())
+}
+
+/// This machine's DNS name, as close to Python's `socket.getfqdn()` as can be had without a
+/// resolver round trip: `GetComputerNameExW(ComputerNameDnsFullyQualified)` (host plus
+/// primary DNS suffix), else the DNS host name, else the NetBIOS name. Its case is kept as
+/// Windows reports it: Python keeps the resolver's case too, and there is no rule to guess it.
+///
+/// Python's answer is `gethostbyaddr(gethostname())`, the reverse lookup of the host's own
+/// address; on a machine whose DNS server names it differently from its own configuration,
+/// the two differ. On Windows the host name is compared only to report a flufl.lock
+/// (Python) holder as stale, never to break a lock, since claims carry no boot id here.
+pub fn hostname() -> String {
+    [
+        ComputerNameDnsFullyQualified,
+        ComputerNameDnsHostname,
+        ComputerNameNetBIOS,
+    ]
+    .into_iter()
+    .find_map(computer_name)
+    .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Nothing: Windows has no boot id or pid namespace that a claim could carry, so no claim
+/// written here proves its holder's identity, and crashed holders are recovered by expiry.
+pub fn host_identity() -> HostIdentity {
+    HostIdentity::default()
+}
+
+/// A directory watch: `ReadDirectoryChangesW` in overlapped mode on the lock's directory,
+/// waking on the removal or renaming of the lock file's name, as inotify does on Linux.
+#[derive(Debug)]
+struct DirWatch {
+    dir: OwnedHandle,
+    event: OwnedHandle,
+    /// The lock file's name, lowercased (names compare case-insensitively).
+    name: String,
+    /// Heap block the pending read writes into; see [`Pending`].
+    pending: NonNull<Pending>,
+    /// Whether a read is in flight (so the block must not be freed or touched).
+    active: bool,
+}
+
+/// The `OVERLAPPED` and buffer of one `ReadDirectoryChangesW`, at a fixed heap address from
+/// [`DirWatch::new`] to [`Drop`], and never referenced while a read is in flight.
+struct Pending {
+    ov: OVERLAPPED,
+    /// DWORD-aligned, as `ReadDirectoryChangesW` requires.
+    buf: [u32; 1024],
+}
+
+// SAFETY: the handles are process-wide kernel objects and the heap block is owned by this
+// value alone. A pending read is not tied to the thread that issued it except that it is
+// cancelled if that thread exits, which completes it with ERROR_OPERATION_ABORTED, and that
+// case is handled (the watch is dropped and waiting falls back to polling).
+unsafe impl Send for DirWatch {}
+
+impl DirWatch {
+    fn new(lock: &Path) -> Option<DirWatch> {
+        let dir = lock.parent()?;
+        let name = lock.file_name()?.to_string_lossy().to_lowercase();
+        let dir: OwnedHandle = OpenOptions::new()
+            .access_mode(FILE_LIST_DIRECTORY)
+            .share_mode(SHARE_ALL)
+            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OVERLAPPED)
+            .open(dir)
+            .ok()?
+            .into();
+        // SAFETY: no security attributes and no name; a manual-reset event, not signalled.
+        let ev = unsafe { CreateEventW(ptr::null(), 1, 0, ptr::null()) };
+        if ev.is_null() {
+            return None;
+        }
+        // SAFETY: CreateEventW returned a new handle that nothing else owns.
+        let event = unsafe { OwnedHandle::from_raw_handle(ev) };
+        let pending = Box::new(Pending {
+            ov: overlapped(event.as_raw_handle() as HANDLE),
+            buf: [0; 1024],
+        });
+        let mut w = DirWatch {
+            dir,
+            event,
+            name,
+            pending: NonNull::from(Box::leak(pending)),
+            active: false,
+        };
+        w.arm().then_some(w)
+    }
+
+    /// Starts a read of the directory's changes. It completes when a name in the directory
+    /// changes; changes made while no read is in flight are kept by the system for the next.
+    fn arm(&mut self) -> bool {
+        let p = self.pending.as_ptr();
+        // SAFETY: no read is in flight (`active` is false), so the block is ours to write.
+        unsafe { (*p).ov = overlapped(self.event.as_raw_handle() as HANDLE) };
+        // SAFETY: `dir` is a directory handle opened with FILE_LIST_DIRECTORY and
+        // FILE_FLAG_OVERLAPPED; the buffer and OVERLAPPED live in the heap block, which stays
+        // at its address and untouched until the read completes or is cancelled (Drop waits
+        // for that before freeing it).
+        let ok = unsafe {
+            ReadDirectoryChangesW(
+                self.dir.as_raw_handle() as HANDLE,
+                ptr::addr_of_mut!((*p).buf).cast::<c_void>(),
+                size_of::<[u32; 1024]>() as u32,
+                0,
+                FILE_NOTIFY_CHANGE_FILE_NAME,
+                ptr::null_mut(),
+                ptr::addr_of_mut!((*p).ov),
+                None,
+            )
+        };
+        self.active = ok != 0;
+        self.active
+    }
+
+    /// After the event fired: whether the lock's name was removed or renamed away (or
+    /// changes were lost), and re-arms. `None` when the watch no longer works.
+    fn take(&mut self) -> Option<bool> {
+        let p = self.pending.as_ptr();
+        let mut n = 0u32;
+        // SAFETY: valid handle and the OVERLAPPED of the read in flight; no wait.
+        let ok = unsafe {
+            GetOverlappedResult(
+                self.dir.as_raw_handle() as HANDLE,
+                ptr::addr_of!((*p).ov),
+                &mut n,
+                0,
+            )
+        };
+        if ok == 0 {
+            // SAFETY: plain call without pointers.
+            if unsafe { GetLastError() } == ERROR_IO_INCOMPLETE {
+                return Some(false);
+            }
+            self.active = false;
+            return None;
+        }
+        self.active = false;
+        // SAFETY: the read completed, so nothing writes the buffer until the next `arm`.
+        let words: &[u32; 1024] = unsafe { &(*p).buf };
+        let bytes: Vec<u8> = words
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .take(n as usize)
+            .collect();
+        // Zero bytes: the system's buffer overflowed and the changes were lost.
+        let hit = n == 0 || names_removed(&bytes, &self.name);
+        if !self.arm() {
+            return if hit { Some(true) } else { None };
+        }
+        Some(hit)
+    }
+}
+
+impl Drop for DirWatch {
+    fn drop(&mut self) {
+        let p = self.pending.as_ptr();
+        if self.active {
+            let h = self.dir.as_raw_handle() as HANDLE;
+            let mut n = 0u32;
+            // SAFETY: valid handle and the OVERLAPPED of our read; then wait for the read
+            // to finish (cancelled or completed) so that the block may be freed.
+            let done = unsafe {
+                CancelIoEx(h, ptr::addr_of!((*p).ov));
+                GetOverlappedResult(h, ptr::addr_of!((*p).ov), &mut n, 1) != 0
+                    || GetLastError() != ERROR_IO_INCOMPLETE
+            };
+            if !done {
+                // The kernel may still write into the block: leak it rather than free it.
+                return;
+            }
+        }
+        // SAFETY: the block came from Box::leak in `new`, no read is in flight, and it is
+        // freed only here.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+fn overlapped(event: HANDLE) -> OVERLAPPED {
+    OVERLAPPED {
+        Internal: 0,
+        InternalHigh: 0,
+        Anonymous: OVERLAPPED_0 {
+            Anonymous: OVERLAPPED_0_0 {
+                Offset: 0,
+                OffsetHigh: 0,
+            },
+        },
+        hEvent: event,
+    }
+}
+
+/// Whether `FILE_NOTIFY_INFORMATION` records in `bytes` remove or rename away `name`
+/// (lowercase), comparing case-insensitively.
+fn names_removed(bytes: &[u8], name: &str) -> bool {
+    let u32_at = |i: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(bytes.get(i..i + 4)?.try_into().ok()?))
+    };
+    let mut off = 0usize;
+    loop {
+        let (Some(next), Some(action), Some(len)) = (u32_at(off), u32_at(off + 4), u32_at(off + 8))
+        else {
+            return false;
+        };
+        let Some(raw) = bytes.get(off + 12..off + 12 + len as usize) else {
+            return false;
+        };
+        if action == FILE_ACTION_REMOVED || action == FILE_ACTION_RENAMED_OLD_NAME {
+            let units: Vec<u16> = raw
+                .chunks_exact(2)
+                .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+                .collect();
+            if String::from_utf16_lossy(&units).to_lowercase() == name {
+                return true;
+            }
+        }
+        if next == 0 {
+            return false;
+        }
+        off += next as usize;
+    }
+}
+
+/// A change notification on the lock's directory and a handle on the holder's process.
+#[derive(Debug, Default)]
+pub struct WaiterImpl {
+    dir: Option<DirWatch>,
+    process: Option<(u32, OwnedHandle)>,
+}
+
+impl WaiterImpl {
+    pub fn new(lock: &Path, notify: bool) -> WaiterImpl {
+        WaiterImpl {
+            dir: if notify { DirWatch::new(lock) } else { None },
+            process: None,
+        }
+    }
+
+    /// `OpenProcess(SYNCHRONIZE)` on the holder, whose handle is signalled when it exits.
+    pub fn watch_process(&mut self, pid: Option<u32>) {
+        match pid {
+            None => self.process = None,
+            Some(pid) => {
+                if self.process.as_ref().map(|p| p.0) == Some(pid) {
+                    return;
+                }
+                self.process = open_process(PROCESS_SYNCHRONIZE, pid)
+                    .ok()
+                    .map(|h| (pid, h));
+            }
+        }
+    }
+
+    /// `WaitForMultipleObjects` on the directory watch and the process handle, else a sleep.
+    pub fn wait(&mut self, timeout: Duration) {
+        if self.dir.is_none() && self.process.is_none() {
+            // std sleeps on a high-resolution timer; waits are at the mercy of the
+            // (by default 15.6 ms) system tick.
+            std::thread::sleep(timeout);
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let left = deadline - now;
+            let mut handles: [HANDLE; 2] = [ptr::null_mut(); 2];
+            let mut n = 0;
+            if let Some(w) = &self.dir {
+                handles[n] = w.event.as_raw_handle() as HANDLE;
+                n += 1;
+            }
+            let dir_at = self.dir.as_ref().map(|_| 0);
+            if let Some((_, h)) = &self.process {
+                handles[n] = h.as_raw_handle() as HANDLE;
+                n += 1;
+            }
+            // Round up, so that a sub-millisecond pause still waits.
+            let ms = left
+                .as_micros()
+                .div_ceil(1000)
+                .min(u128::from(u32::MAX - 1)) as u32;
+            // SAFETY: `handles[..n]` are valid handles owned by `self` for the whole call.
+            let r = unsafe { WaitForMultipleObjects(n as u32, handles.as_ptr(), 0, ms) };
+            if r == WAIT_TIMEOUT {
+                return;
+            }
+            let i = r.wrapping_sub(WAIT_OBJECT_0) as usize;
+            if i >= n {
+                // WAIT_FAILED or an abandoned object: poll instead.
+                std::thread::sleep(left.min(Duration::from_millis(10)));
+                return;
+            }
+            if Some(i) == dir_at {
+                match self.dir.as_mut().and_then(DirWatch::take) {
+                    Some(true) => return,
+                    Some(false) => continue,
+                    None => {
+                        self.dir = None;
+                        return;
+                    }
+                }
+            }
+            // The holder exited.
+            self.process = None;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FILETIME converts to SystemTime at both sides of the Unix epoch, to 100 ns.
+    #[test]
+    fn filetime_conversion() {
+        let ft = |t: u64| FILETIME {
+            dwLowDateTime: t as u32,
+            dwHighDateTime: (t >> 32) as u32,
+        };
+        assert_eq!(from_filetime(ft(FILETIME_UNIX_EPOCH)), UNIX_EPOCH);
+        assert_eq!(
+            from_filetime(ft(FILETIME_UNIX_EPOCH + 15_000_000_001)),
+            UNIX_EPOCH + Duration::new(1500, 100)
+        );
+        assert_eq!(
+            from_filetime(ft(FILETIME_UNIX_EPOCH - 10_000_001)),
+            UNIX_EPOCH - Duration::new(1, 100)
+        );
+    }
+
+    /// Every reparse point is a symlink, even a directory one (a junction).
+    #[test]
+    fn reparse_points_are_symlinks() {
+        assert_eq!(kind_of(FILE_ATTRIBUTE_REPARSE_POINT), FileKind::Symlink);
+        assert_eq!(
+            kind_of(FILE_ATTRIBUTE_REPARSE_POINT | FILE_ATTRIBUTE_DIRECTORY),
+            FileKind::Symlink
+        );
+        assert_eq!(kind_of(FILE_ATTRIBUTE_DIRECTORY), FileKind::Directory);
+        assert_eq!(kind_of(0x20 /* ARCHIVE */), FileKind::Regular);
+    }
+
+    fn record(next: u32, action: u32, name: &str) -> Vec<u8> {
+        let units: Vec<u16> = name.encode_utf16().collect();
+        let mut v = Vec::new();
+        v.extend(next.to_ne_bytes());
+        v.extend(action.to_ne_bytes());
+        v.extend((units.len() as u32 * 2).to_ne_bytes());
+        for u in units {
+            v.extend(u.to_ne_bytes());
+        }
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    /// Change records wake a waiter only for the removal or renaming of the lock's own
+    /// name, in any case; truncated records do not panic.
+    #[test]
+    fn change_records_filter_the_lock_name() {
+        let added = record(0, 1, "db.lck");
+        assert!(!names_removed(&added, "db.lck"));
+        let mut two = record(0, FILE_ACTION_REMOVED, "db.lck^host^1^2");
+        let next = two.len() as u32;
+        two[..4].copy_from_slice(&next.to_ne_bytes());
+        two.extend(record(0, FILE_ACTION_RENAMED_OLD_NAME, "DB.LCK"));
+        assert!(names_removed(&two, "db.lck"));
+        assert!(!names_removed(&two[..next as usize], "db.lck"));
+        assert!(!names_removed(&two[..next as usize + 14], "db.lck"));
+        assert!(!names_removed(&[], "db.lck"));
+    }
+
+    /// Metadata of a fresh file: regular, one link, its length, distinct ids per file, and a
+    /// hard link shares the id and raises the count.
+    #[test]
+    fn fstat_lstat_ids_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let f = RealFs.create_new(&a).unwrap();
+        RealFs.write_all(&f, b"hello").unwrap();
+        let m = RealFs.fstat(&f).unwrap();
+        assert_eq!((m.kind, m.nlink, m.len), (FileKind::Regular, 1, 5));
+        drop(f);
+        let b = dir.path().join("b");
+        RealFs.link(&a, &b).unwrap();
+        let (ma, mb) = (RealFs.lstat(&a).unwrap(), RealFs.lstat(&b).unwrap());
+        assert_eq!(ma.id, mb.id);
+        assert_eq!(ma.nlink, 2);
+        assert_eq!(
+            RealFs.link(&a, &b).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            RealFs.create_new(&b).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        std::fs::write(dir.path().join("c"), b"x").unwrap();
+        assert_ne!(RealFs.lstat(&dir.path().join("c")).unwrap().id, ma.id);
+        assert_eq!(RealFs.lstat(dir.path()).unwrap().kind, FileKind::Directory);
+        RealFs.unlink(&b).unwrap();
+        assert_eq!(RealFs.lstat(&a).unwrap().nlink, 1);
+        assert_eq!(
+            RealFs.lstat(&b).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            RealFs.unlink(&b).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        // unlink(2) refuses a directory.
+        assert!(RealFs.unlink(dir.path()).is_err());
+        assert!(dir.path().is_dir());
+    }
+
+    /// Times set through a handle or a path read back as set, to Windows' 100 ns.
+    #[test]
+    fn set_times_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let f = RealFs.create_new(&a).unwrap();
+        let t = UNIX_EPOCH + Duration::new(2_000_000_000, 123_456_700);
+        RealFs.set_times(&f, t).unwrap();
+        assert_eq!(RealFs.fstat(&f).unwrap().modified, t);
+        drop(f);
+        let t2 = t + Duration::from_secs(60);
+        RealFs.set_path_times(&a, t2).unwrap();
+        assert_eq!(RealFs.lstat(&a).unwrap().modified, t2);
+        let r = RealFs.open_read(&a).unwrap();
+        assert_eq!(RealFs.fstat(&r).unwrap().modified, t2);
+    }
+
+    /// A reader's open handle (sharing delete) does not stop unlink or rename.
+    #[test]
+    fn reader_does_not_block_unlink_or_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"claim").unwrap();
+        let r = RealFs.open_read(&a).unwrap();
+        RealFs.rename(&a, &dir.path().join("b")).unwrap();
+        assert_eq!(RealFs.read_head(&r, 100).unwrap(), b"claim");
+        RealFs.unlink(&dir.path().join("b")).unwrap();
+        drop(r);
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    /// Our own process runs; a pid that cannot exist is gone or unknown, never running.
+    #[test]
+    fn process_states() {
+        assert_eq!(
+            RealFs.process(std::process::id()),
+            ProcState::Running { start: None }
+        );
+        assert_eq!(RealFs.process(0), ProcState::Unknown);
+        // Windows pids are multiples of 4; this one is not.
+        assert!(matches!(
+            RealFs.process(0xffff_fff1),
+            ProcState::Gone | ProcState::Unknown
+        ));
+    }
+
+    /// A local temporary directory is not remote; a UNC path is.
+    #[test]
+    fn remote_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!RealFs.is_remote(dir.path()).unwrap());
+        assert!(RealFs.is_remote(Path::new(r"\\server\share\dir")).unwrap());
+    }
+
+    /// The host name is a non-empty DNS-style name, legal in a file name.
+    #[test]
+    fn hostname_is_a_name() {
+        let h = hostname();
+        assert!(!h.is_empty());
+        assert!(
+            h.chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_'),
+            "{h}"
+        );
+        assert_eq!(host_identity(), HostIdentity::default());
+    }
+}
