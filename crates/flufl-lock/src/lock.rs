@@ -448,6 +448,24 @@ enum View {
     Ours,
     /// Someone else's well-formed claim.
     Theirs(Meta, Box<Claim>),
+    /// A regular file that does not hold a claim. flufl.lock rewrites its claim (so the
+    /// lock) in place when it re-locks, so this can be a passing state; it is never broken.
+    Malformed(Meta),
+}
+
+/// How long a lock file may stay the same malformed file before waiters give up on it.
+const MALFORMED_GRACE: Duration = Duration::from_secs(1);
+
+fn malformed_error(path: &Path, meta: &Meta) -> Error {
+    Error::invalid(
+        path,
+        format!(
+            "lock file {} ({} bytes) does not hold a flufl.lock claim; refusing to break it \
+             (remove it by hand if no process uses it)",
+            path.display(),
+            meta.len
+        ),
+    )
 }
 
 /// An NFS-safe lock file with a lifetime, compatible with Python's flufl.lock 10.0.0.
@@ -1095,18 +1113,22 @@ impl Drop for KeepAlive {
 }
 
 impl Inner {
+    #[cfg(feature = "tokio")]
     pub(crate) fn poll_bounds(&self) -> (Duration, Duration) {
         (self.cfg.min_poll, self.cfg.max_poll)
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn default_timeout(&self) -> Option<Duration> {
         self.cfg.default_timeout
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn lifetime(&self) -> Duration {
         self.lock_state().lifetime
     }
 
+    #[cfg(feature = "tokio")]
     /// Whether our own monotonic estimate says our lock has expired.
     pub(crate) fn expired_locally(&self) -> bool {
         Instant::now() >= self.lock_state().expires_at
@@ -1229,6 +1251,7 @@ impl Inner {
                 let (meta, holder) = match self.view(&st)? {
                     View::Gone | View::Ours => return Ok(BreakOutcome::Unlocked),
                     View::Theirs(m, c) => (m, c),
+                    View::Malformed(m) => return Err(malformed_error(&self.lockfile, &m)),
                 };
                 let live = self.liveness(&holder);
                 let expired =
@@ -1334,18 +1357,14 @@ impl Inner {
         }
         match (meta.kind, parsed) {
             (FileKind::Regular, Some(c)) => Ok(View::Theirs(meta, Box::new(c))),
-            (FileKind::Regular, None) => Err(Error::invalid(
-                path,
-                format!(
-                    "lock file {} ({} bytes) does not hold a flufl.lock claim; refusing to break it \
-                     (remove it by hand if no process uses it)",
-                    path.display(),
-                    meta.len
-                ),
-            )),
+            (FileKind::Regular, None) => Ok(View::Malformed(meta)),
             (kind, _) => Err(Error::invalid(
                 path,
-                format!("lock file {} is a {}, not a regular file; refusing to touch it", path.display(), kind_name(kind)),
+                format!(
+                    "lock file {} is a {}, not a regular file; refusing to touch it",
+                    path.display(),
+                    kind_name(kind)
+                ),
             )),
         }
     }
@@ -1427,6 +1446,7 @@ impl Inner {
         let mut last_holder: Option<FileId> = None;
         let mut transient = 0u32;
         let mut logged = false;
+        let mut malformed: Option<(FileId, Instant)> = None;
         loop {
             // Keep our claim's expiry fresh while we wait, so the lock is not born expired.
             if st
@@ -1482,8 +1502,32 @@ impl Inner {
                     continue;
                 }
                 View::Theirs(meta, c) => (meta, c),
+                View::Malformed(meta) => {
+                    let since = match malformed {
+                        Some((id, t)) if id == meta.id => t,
+                        _ => Instant::now(),
+                    };
+                    malformed = Some((meta.id, since));
+                    if since.elapsed() >= MALFORMED_GRACE {
+                        return Err(malformed_error(&self.lockfile, &meta));
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Error::new(
+                            ErrorKind::TimedOut,
+                            &self.lockfile,
+                            format!(
+                                "timed out after {:.1?} waiting for {}: its content is being rewritten",
+                                start.elapsed(),
+                                self.lockfile.display()
+                            ),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
             };
             transient = 0;
+            malformed = None;
             let server_now = self.server_now(st);
             let slop = self.slop(&holder);
             let live = self.liveness(&holder);
@@ -1863,8 +1907,18 @@ impl Inner {
         }
         let now = Instant::now();
         let expiry = self.server_now(&st) + st.lifetime;
-        self.call(|| self.fs.set_path_times(&self.claimfile, expiry))
-            .map_err(|e| Error::io("set expiry of claim file", &self.claimfile, e))?;
+        match self.call(|| self.fs.set_path_times(&self.claimfile, expiry)) {
+            Ok(()) => {}
+            // A breaker removed our claim file with the lock it was: the lock is lost.
+            Err(e) if is_not_found(&e) => {
+                return if unconditionally {
+                    Ok(())
+                } else {
+                    Err(self.lost("refresh"))
+                };
+            }
+            Err(e) => return Err(Error::io("set expiry of claim file", &self.claimfile, e)),
+        }
         if self.is_ours(&st)? {
             st.expires_at = now + st.lifetime;
             Ok(())

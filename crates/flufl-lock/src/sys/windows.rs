@@ -15,12 +15,13 @@
 //!   never stops its holder from removing it. Handles are held only for the duration of one
 //!   [`Fs`] call, except the `File`s the algorithm holds, which it drops before unlinking or
 //!   renaming.
-//! - **Deletion**: [`Fs::unlink`] asks for POSIX semantics (the name goes at once, even while
-//!   other handles are open), as `unlink(2)` does. Where the file system cannot do that
-//!   (FAT, older SMB servers) the file is only marked "delete pending" and its name stays
-//!   until the last handle closes; opening it meanwhile fails with `ERROR_ACCESS_DENIED`.
-//!   The backend reports such a name as not found (it is already being deleted), and a
-//!   hard link onto it as already existing.
+//! - **Deletion**: [`Fs::unlink`] frees the name at once, as `unlink(2)` does, even while
+//!   other handles are open: it renames the file to a private name and deletes it on close.
+//!   A plain delete leaves the name "delete pending" until the last handle closes, wherever
+//!   Windows cannot delete with POSIX semantics (Windows before 10, FAT, some SMB servers,
+//!   and Wine, which accepts the POSIX flag and ignores it). Opening a delete-pending name
+//!   fails with `ERROR_ACCESS_DENIED`; the backend reports such a name (left by another
+//!   program's delete) as not found, and a hard link onto it as already existing.
 //! - **No boot id, no pid namespace**: [`host_identity`] proves nothing, so a crashed holder's
 //!   lock is recovered by expiry, never by a process check (pids are recycled quickly on
 //!   Windows anyway).
@@ -34,32 +35,31 @@ use std::io::{self, Read, Write};
 use std::os::windows::ffi::OsStrExt;
 use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
-use std::path::{Component, Path, Prefix};
+use std::path::{Component, Path, PathBuf, Prefix};
 use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use windows_sys::Win32::Foundation::{
     GetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND,
-    ERROR_INVALID_FUNCTION, ERROR_INVALID_PARAMETER, ERROR_IO_INCOMPLETE, ERROR_NOT_SUPPORTED,
-    ERROR_STOPPED_ON_SYMLINK, FILETIME, HANDLE, NTSTATUS, STATUS_DELETE_PENDING, WAIT_OBJECT_0,
-    WAIT_TIMEOUT,
+    ERROR_INVALID_PARAMETER, ERROR_IO_INCOMPLETE, ERROR_NOTIFY_ENUM_DIR, ERROR_STOPPED_ON_SYMLINK,
+    FILETIME, HANDLE, NTSTATUS, STATUS_DELETE_PENDING, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    FileAttributeTagInfo, FileDispositionInfo, FileDispositionInfoEx, GetDriveTypeW,
-    GetFileInformationByHandle, GetFileInformationByHandleEx, GetVolumePathNameW,
-    ReadDirectoryChangesW, SetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION, DELETE,
-    FILE_ACTION_REMOVED, FILE_ACTION_RENAMED_OLD_NAME, FILE_ATTRIBUTE_DIRECTORY,
-    FILE_ATTRIBUTE_REPARSE_POINT, FILE_ATTRIBUTE_TAG_INFO, FILE_DISPOSITION_FLAG_DELETE,
-    FILE_DISPOSITION_FLAG_POSIX_SEMANTICS, FILE_DISPOSITION_INFO, FILE_DISPOSITION_INFO_EX,
-    FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_FLAG_OVERLAPPED,
-    FILE_GENERIC_READ, FILE_LIST_DIRECTORY, FILE_NOTIFY_CHANGE_FILE_NAME, FILE_READ_ATTRIBUTES,
-    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_WRITE_ATTRIBUTES,
+    FileAttributeTagInfo, FileRenameInfo, GetDriveTypeW, GetFileInformationByHandle,
+    GetFileInformationByHandleEx, GetVolumePathNameW, ReadDirectoryChangesW,
+    SetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION, DELETE, FILE_ACTION_REMOVED,
+    FILE_ACTION_RENAMED_OLD_NAME, FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_REPARSE_POINT,
+    FILE_ATTRIBUTE_TAG_INFO, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_DELETE_ON_CLOSE,
+    FILE_FLAG_OPEN_REPARSE_POINT, FILE_FLAG_OVERLAPPED, FILE_GENERIC_READ, FILE_LIST_DIRECTORY,
+    FILE_NOTIFY_CHANGE_FILE_NAME, FILE_READ_ATTRIBUTES, FILE_RENAME_INFO, FILE_SHARE_DELETE,
+    FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_WRITE_ATTRIBUTES,
 };
 use windows_sys::Win32::System::SystemInformation::{
     ComputerNameDnsFullyQualified, ComputerNameDnsHostname, ComputerNameNetBIOS,
     GetComputerNameExW, COMPUTER_NAME_FORMAT,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, OpenProcess, WaitForMultipleObjects, WaitForSingleObject,
+    CreateEventW, OpenProcess, ResetEvent, WaitForMultipleObjects, WaitForSingleObject,
     PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
 };
 use windows_sys::Win32::System::IO::{
@@ -208,46 +208,69 @@ fn to_wide(path: &Path) -> io::Result<Vec<u16>> {
     Ok(wide)
 }
 
-/// `SetFileInformationByHandle(FileDispositionInfoEx)` with POSIX semantics, falling back to
-/// the classic `FileDispositionInfo` (delete on last close) where the file system or
-/// Windows version does not support it.
-fn delete_by_handle(file: &File) -> io::Result<()> {
-    let h = file.as_raw_handle() as HANDLE;
-    let ex = FILE_DISPOSITION_INFO_EX {
-        Flags: FILE_DISPOSITION_FLAG_DELETE | FILE_DISPOSITION_FLAG_POSIX_SEMANTICS,
+/// A fresh name beside `path` for a file on its way out: short (so it fits whatever `path`'s
+/// name is), unique across processes and calls, and never a claim or lock name.
+fn private_name(path: &Path) -> Option<PathBuf> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(".flufl-unlinked.{:x}.{n:x}.{nanos:x}", std::process::id());
+    Some(path.parent()?.join(name))
+}
+
+/// `path` in the `\\?\` form, which Windows takes without the `MAX_PATH` limit and without
+/// reinterpreting it.
+fn verbatim(path: &Path) -> io::Result<Vec<u16>> {
+    let mut wide: Vec<u16> = match path.components().next() {
+        Some(Component::Prefix(p)) => match p.kind() {
+            Prefix::Disk(_) => r"\\?\"
+                .encode_utf16()
+                .chain(path.as_os_str().encode_wide())
+                .collect(),
+            Prefix::UNC(..) => r"\\?\UNC"
+                .encode_utf16()
+                .chain(path.as_os_str().encode_wide().skip(1))
+                .collect(),
+            _ => path.as_os_str().encode_wide().collect(),
+        },
+        _ => path.as_os_str().encode_wide().collect(),
     };
-    // SAFETY: valid open handle with DELETE access (borrowed from `file`); `ex` is a
-    // FILE_DISPOSITION_INFO_EX and its exact size is passed.
+    if wide.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path contains a NUL character",
+        ));
+    }
+    wide.push(0);
+    Ok(wide)
+}
+
+/// `SetFileInformationByHandle(FileRenameInfo)`: renames the open file to `to` (absolute,
+/// same volume), failing if `to` exists.
+fn rename_by_handle(file: &File, to: &Path) -> io::Result<()> {
+    let name = verbatim(to)?; // NUL-terminated
+    let head = std::mem::offset_of!(FILE_RENAME_INFO, FileName);
+    let size = head + name.len() * 2;
+    // Zeroed (ReplaceIfExists false, no RootDirectory) and aligned for FILE_RENAME_INFO.
+    let mut buf = vec![0u64; size.div_ceil(8)];
+    let info = buf.as_mut_ptr().cast::<FILE_RENAME_INFO>();
+    // SAFETY: `buf` is 8-byte aligned (enough for FILE_RENAME_INFO) and `size` bytes long,
+    // room for the header and the whole name from offset `head`.
+    unsafe {
+        (*info).FileNameLength = ((name.len() - 1) * 2) as u32;
+        let dst = buf.as_mut_ptr().cast::<u8>().add(head).cast::<u16>();
+        ptr::copy_nonoverlapping(name.as_ptr(), dst, name.len());
+    }
+    // SAFETY: valid open handle with DELETE access (borrowed from `file`); `buf` holds a
+    // FILE_RENAME_INFO of `size` bytes.
     let ok = unsafe {
         SetFileInformationByHandle(
-            h,
-            FileDispositionInfoEx,
-            ptr::from_ref(&ex).cast::<c_void>(),
-            size_of::<FILE_DISPOSITION_INFO_EX>() as u32,
-        )
-    };
-    if ok != 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    let unsupported = [
-        ERROR_INVALID_PARAMETER,
-        ERROR_NOT_SUPPORTED,
-        ERROR_INVALID_FUNCTION,
-    ]
-    .iter()
-    .any(|&c| err.raw_os_error() == Some(c as i32));
-    if !unsupported {
-        return Err(err);
-    }
-    let classic = FILE_DISPOSITION_INFO { DeleteFile: true };
-    // SAFETY: as above, with a FILE_DISPOSITION_INFO and its exact size.
-    let ok = unsafe {
-        SetFileInformationByHandle(
-            h,
-            FileDispositionInfo,
-            ptr::from_ref(&classic).cast::<c_void>(),
-            size_of::<FILE_DISPOSITION_INFO>() as u32,
+            file.as_raw_handle() as HANDLE,
+            FileRenameInfo,
+            buf.as_ptr().cast::<c_void>(),
+            size as u32,
         )
     };
     if ok == 0 {
@@ -340,14 +363,31 @@ impl Fs for RealFs {
         std::fs::rename(src, dst).map_err(|e| pending_as(e, ERROR_FILE_NOT_FOUND))
     }
 
-    /// Opens the name itself with `DELETE` access (not a directory: no
-    /// `FILE_FLAG_BACKUP_SEMANTICS`, so one fails as `unlink(2)` fails) and deletes it with
-    /// POSIX semantics: the name is gone when this returns, even while other processes hold
-    /// the file open with `FILE_SHARE_DELETE`. Where POSIX semantics are unsupported the
-    /// name stays "delete pending" until the last handle closes.
+    /// `unlink(2)` with POSIX semantics on every Windows file system: opens the name itself
+    /// with `DELETE` access and `FILE_FLAG_DELETE_ON_CLOSE` (not a directory: without
+    /// `FILE_FLAG_BACKUP_SEMANTICS` one fails, as `unlink(2)` fails), renames it through that
+    /// handle to a private name in the same directory, and closes it.
+    ///
+    /// The name is gone when this returns, even while other processes hold the file open
+    /// with `FILE_SHARE_DELETE`; the file itself goes with their last handle, under its
+    /// private name. A plain delete (`DeleteFileW`, or a disposition without POSIX semantics,
+    /// which Wine accepts and ignores) would leave the name "delete pending" until then: no
+    /// one could create or link that name (our claim file's, for the next acquisition) in
+    /// the meantime. Should the process die between the two calls, its handle closes and
+    /// still deletes the file; should the rename fail, the file is deleted the old way.
     fn unlink(&self, path: &Path) -> io::Result<()> {
-        let file = open(path, DELETE, 0).map_err(|e| pending_as(e, ERROR_FILE_NOT_FOUND))?;
-        delete_by_handle(&file)
+        let file = open(path, DELETE, FILE_FLAG_DELETE_ON_CLOSE)
+            .map_err(|e| pending_as(e, ERROR_FILE_NOT_FOUND))?;
+        if let Some(grave) = private_name(path) {
+            if let Err(e) = rename_by_handle(&file, &grave) {
+                log::debug!(
+                    "could not rename {} away before deleting it: {e}",
+                    path.display()
+                );
+            }
+        }
+        drop(file);
+        Ok(())
     }
 
     /// `GetDriveTypeW` on the volume of `dir` (`GetVolumePathNameW`): network drives and UNC
@@ -525,8 +565,13 @@ impl DirWatch {
     /// changes; changes made while no read is in flight are kept by the system for the next.
     fn arm(&mut self) -> bool {
         let p = self.pending.as_ptr();
+        let event = self.event.as_raw_handle() as HANDLE;
         // SAFETY: no read is in flight (`active` is false), so the block is ours to write.
-        unsafe { (*p).ov = overlapped(self.event.as_raw_handle() as HANDLE) };
+        unsafe { (*p).ov = overlapped(event) };
+        // The read resets the event as it starts; do it here too, so that a stale signal can
+        // never make the wait loop spin.
+        // SAFETY: a valid event handle owned by `self`.
+        unsafe { ResetEvent(event) };
         // SAFETY: `dir` is a directory handle opened with FILE_LIST_DIRECTORY and
         // FILE_FLAG_OVERLAPPED; the buffer and OVERLAPPED live in the heap block, which stays
         // at its address and untouched until the read completes or is cancelled (Drop waits
@@ -563,11 +608,18 @@ impl DirWatch {
         };
         if ok == 0 {
             // SAFETY: plain call without pointers.
-            if unsafe { GetLastError() } == ERROR_IO_INCOMPLETE {
-                return Some(false);
+            match unsafe { GetLastError() } {
+                ERROR_IO_INCOMPLETE => return Some(false),
+                // Too many changes for the buffer: they were lost, so look again.
+                ERROR_NOTIFY_ENUM_DIR => {
+                    self.active = false;
+                    return self.arm().then_some(true);
+                }
+                _ => {
+                    self.active = false;
+                    return None;
+                }
             }
-            self.active = false;
-            return None;
         }
         self.active = false;
         // SAFETY: the read completed, so nothing writes the buffer until the next `arm`.
@@ -882,6 +934,48 @@ mod tests {
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
     }
 
+    /// Unlink frees the name at once, even while a reader holds the file open: the name can
+    /// be created again at once, the reader keeps reading the old file, and the old file
+    /// goes when the reader closes it. Another name of the same file is untouched.
+    #[test]
+    fn unlink_frees_the_name_while_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"old").unwrap();
+        RealFs.link(&a, &b).unwrap();
+        let r = RealFs.open_read(&a).unwrap();
+        RealFs.unlink(&a).unwrap();
+        let names = || -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(!names().contains(&"a".to_string()), "{:?}", names());
+        let new = RealFs.create_new(&a).unwrap();
+        RealFs.write_all(&new, b"new").unwrap();
+        drop(new);
+        assert_eq!(RealFs.read_head(&r, 10).unwrap(), b"old");
+        assert_eq!(std::fs::read(&b).unwrap(), b"old");
+        assert_ne!(RealFs.lstat(&a).unwrap().id, RealFs.lstat(&b).unwrap().id);
+        drop(r);
+        RealFs.unlink(&b).unwrap();
+        assert_eq!(names(), vec!["a"]);
+        assert_eq!(std::fs::read(&a).unwrap(), b"new");
+    }
+
+    /// Verbatim paths: drive and UNC paths get the `\\\\?\\` prefix, others are kept.
+    #[test]
+    fn verbatim_paths() {
+        let v = |p: &str| String::from_utf16(&verbatim(Path::new(p)).unwrap()).unwrap();
+        assert_eq!(v(r"C:\a\b"), "\\\\?\\C:\\a\\b\0");
+        assert_eq!(v(r"\\srv\share\x"), "\\\\?\\UNC\\srv\\share\\x\0");
+        assert_eq!(v(r"\\?\C:\x"), "\\\\?\\C:\\x\0");
+        assert!(verbatim(Path::new("a\0b")).is_err());
+    }
+
     /// Our own process runs; a pid that cannot exist is gone or unknown, never running.
     #[test]
     fn process_states() {
@@ -897,6 +991,112 @@ mod tests {
         ));
     }
 
+    /// Not a test on its own: the child `process_handle_wait` starts sleeps a little.
+    #[test]
+    fn child_sleeper() {
+        if let Ok(ms) = std::env::var("FLUFL_SYS_SLEEP_MS") {
+            std::thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+        }
+    }
+
+    /// A waiter watching a process wakes when it exits, well before its timeout; the
+    /// process reads as running, then exited (while we hold a handle on it), then gone.
+    #[test]
+    fn process_handle_wait() {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "sys::imp::tests::child_sleeper", "-q"])
+            .env("FLUFL_SYS_SLEEP_MS", "700")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert_eq!(RealFs.process(pid), ProcState::Running { start: None });
+        let mut w = WaiterImpl::new(Path::new(r"C:\nowhere\x.lck"), false);
+        w.watch_process(Some(pid));
+        assert!(w.process.is_some());
+        let t = Instant::now();
+        w.wait(Duration::from_secs(20));
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        assert!(
+            w.process.is_none(),
+            "the exited holder is no longer watched"
+        );
+        // `child` still holds a handle, so the pid is not reused: exited, not gone.
+        assert_eq!(RealFs.process(pid), ProcState::Zombie);
+        assert!(child.wait().unwrap().success());
+        drop(child);
+        // Once the last handle is closed the process object goes (under Wine a moment
+        // later), and with it the pid: gone. It never reads as running again (unless the
+        // pid were reused that fast).
+        let t = Instant::now();
+        loop {
+            match RealFs.process(pid) {
+                ProcState::Gone => break,
+                ProcState::Zombie if t.elapsed() < Duration::from_secs(5) => {}
+                s => panic!("{s:?} after {:?}", t.elapsed()),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Without anything to watch, wait sleeps its time.
+        let mut idle = WaiterImpl::default();
+        let t = Instant::now();
+        idle.wait(Duration::from_millis(50));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+    }
+
+    /// A directory watch ignores other names' changes and wakes the waiter at once when the
+    /// lock's name (in any case) is removed or renamed away.
+    #[test]
+    fn dir_watch_wakes_on_lock_removal_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("x.lck");
+        std::fs::write(&lock, b"claim").unwrap();
+        let mut w = WaiterImpl::new(&dir.path().join("X.LCK"), true);
+        assert!(w.dir.is_some(), "no directory watch");
+        let other = dir.path().join("other");
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::write(&other, b"").unwrap();
+            std::fs::remove_file(&other).unwrap();
+        });
+        let start = Instant::now();
+        w.wait(Duration::from_millis(400));
+        assert!(
+            start.elapsed() >= Duration::from_millis(400),
+            "woken by another name"
+        );
+        t.join().unwrap();
+        let l2 = lock.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            RealFs.unlink(&l2).unwrap();
+        });
+        let start = Instant::now();
+        w.wait(Duration::from_secs(20));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        t.join().unwrap();
+        assert!(w.dir.is_some(), "the watch is re-armed");
+        // Deleting the name the classic way wakes it too.
+        std::fs::write(&lock, b"claim").unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::remove_file(&lock).unwrap();
+        });
+        let start = Instant::now();
+        w.wait(Duration::from_secs(20));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        t.join().unwrap();
+        drop(w);
+    }
+
     /// A local temporary directory is not remote; a UNC path is.
     #[test]
     fn remote_detection() {
@@ -909,6 +1109,11 @@ mod tests {
     #[test]
     fn hostname_is_a_name() {
         let h = hostname();
+        eprintln!(
+            "HOSTNAME={h} {:?} {:?}",
+            computer_name(ComputerNameDnsHostname),
+            computer_name(ComputerNameNetBIOS)
+        );
         assert!(!h.is_empty());
         assert!(
             h.chars()

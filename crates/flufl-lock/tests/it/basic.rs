@@ -266,6 +266,31 @@ fn keep_alive_reports_loss() {
     assert!(thief.is_locked().unwrap());
 }
 
+/// refresh after our lock was broken (our claim file removed with it) is NotLocked, not an
+/// I/O error; unconditionally, it is quiet.
+#[test]
+fn refresh_after_break_is_not_locked() {
+    let (_dir, path) = lock_path();
+    let old = Lock::builder(&path)
+        .lifetime(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    old.lock().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let new = Lock::new(&path).unwrap();
+    new.lock_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        !old.claimfile().exists(),
+        "the breaker removes the broken claim"
+    );
+    assert_eq!(
+        old.refresh(None, false).unwrap_err().kind(),
+        ErrorKind::NotLocked
+    );
+    old.refresh(None, true).unwrap();
+    assert!(new.is_locked().unwrap());
+}
+
 /// The Windows separator works anywhere, and the claim carries it.
 #[test]
 fn caret_separator() {

@@ -68,7 +68,9 @@ fn caret_is_default_and_claim_names_are_legal() {
     assert!(legal_windows_name(&name), "{name}");
     assert!(legal_windows_name(lock.hostname()), "{}", lock.hostname());
     lock.lock().unwrap();
-    assert_eq!(files_in(dir.path()), vec![name.clone(), "test.lck".into()]);
+    let mut both = vec![name.clone(), "test.lck".to_string()];
+    both.sort();
+    assert_eq!(files_in(dir.path()), both);
     let d = lock.details().unwrap();
     assert_eq!(
         (d.pid, d.lockfile.as_path(), d.claimfile.as_path()),
@@ -97,24 +99,40 @@ fn illegal_separator_fails_at_once() {
     assert!(files_in(dir.path()).is_empty());
 }
 
-/// Unlocking while a reader holds the lock file open (sharing delete, as std, Python's
-/// flufl.lock readers aside, and this library do) succeeds, the reader keeps reading the old
-/// claim, and the lock can be taken again.
+/// Unlocking while a reader holds the lock file open (sharing delete, as std and this
+/// library open files) succeeds, and frees the lock file's and claim file's names at once:
+/// another process takes the lock while the reader still has the old claim open and still
+/// reads it.
 ///
-/// Windows 10 and later delete with POSIX semantics on NTFS: the name is gone at once, so a
-/// new lock is taken even while the reader is open. Wine (and FAT volumes) keep the name
-/// until the last handle closes; then the new locker must simply wait, never fail, and gets
-/// the lock once the reader closes.
+/// Windows 10 and later on NTFS delete with POSIX semantics anyway, but Wine, FAT and older
+/// Windows keep a deleted name until its last handle closes ("delete pending"); the backend
+/// renames the file away before deleting it, so the name goes at once everywhere.
 #[test]
 fn unlock_while_reader_holds_lock_open() {
     let (dir, path) = lock_path();
     let a = Lock::new(&path).unwrap();
     a.lock().unwrap();
     let claim = a.claimfile().to_path_buf();
+    let claim_name = claim.file_name().unwrap().to_str().unwrap().to_string();
     let reader = File::open(&path).unwrap();
     a.unlock().unwrap();
     assert!(!a.is_locked().unwrap());
-    assert!(!claim.exists(), "the claim file is removed");
+    let names = files_in(dir.path());
+    assert!(
+        !names.contains(&"test.lck".to_string()) && !names.contains(&claim_name),
+        "names linger: {names:?}"
+    );
+
+    // The lock is free for another at once; our own claim name can be created again too.
+    let b = Lock::new(&path).unwrap();
+    b.try_lock().unwrap();
+    let e = a.try_lock().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+    assert!(
+        !claim.exists(),
+        "a's claim is removed again after its failed try"
+    );
+
     let mut old = String::new();
     std::io::Read::read_to_string(&mut &reader, &mut old).unwrap();
     assert_eq!(
@@ -122,23 +140,10 @@ fn unlock_while_reader_holds_lock_open() {
         claim,
         "the reader still reads the old claim"
     );
-
-    let b = Lock::new(&path).unwrap();
-    let lingers = files_in(dir.path()).contains(&"test.lck".to_string());
-    if lingers {
-        // Delete pending until the reader closes: Wine, or a file system without POSIX
-        // deletion. Waiting is right; an error is not.
-        assert!(under_wine(), "Windows 10+ on NTFS removes the name at once");
-        let e = b.try_lock().unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
-        drop(reader);
-        b.lock_timeout(Duration::from_secs(5)).unwrap();
-    } else {
-        b.lock_timeout(Duration::from_secs(5)).unwrap();
-        drop(reader);
-    }
-    assert!(b.is_locked().unwrap());
+    drop(reader);
     b.unlock().unwrap();
+    a.lock_timeout(Duration::from_secs(5)).unwrap();
+    a.unlock().unwrap();
     assert!(
         files_in(dir.path()).is_empty(),
         "{:?}",
@@ -354,8 +359,23 @@ fn child_entry() {
         .build()
         .unwrap();
     let me = std::process::id();
+    // Start together, so that the processes really contend.
+    let go = Path::new(&log).with_file_name("go");
+    let t = Instant::now();
+    while !go.exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "never told to go");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut waited = 0;
     for i in 0..n {
-        lock.lock_timeout(Duration::from_secs(90)).unwrap();
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::TimedOut => {
+                waited += 1;
+                lock.lock_timeout(Duration::from_secs(90)).unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
         let mut f = File::options()
             .append(true)
             .create(true)
@@ -372,6 +392,12 @@ fn child_entry() {
         drop(f);
         lock.unlock().unwrap();
     }
+    let mut f = File::options()
+        .append(true)
+        .create(true)
+        .open(Path::new(&log).with_file_name("waits"))
+        .unwrap();
+    writeln!(f, "{waited}").unwrap();
 }
 
 /// Several Windows processes take one lock many times each: every entry into the critical
@@ -379,8 +405,8 @@ fn child_entry() {
 /// shared counter is lost.
 #[test]
 fn processes_contend() {
-    const PROCS: usize = 4;
-    const ROUNDS: usize = 25;
+    const PROCS: usize = 6;
+    const ROUNDS: usize = 40;
     let (dir, path) = lock_path();
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("log");
@@ -401,6 +427,7 @@ fn processes_contend() {
                 .expect("spawn child")
         })
         .collect();
+    std::fs::write(work.path().join("go"), "").unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     for c in &mut children {
         loop {
@@ -433,13 +460,25 @@ fn processes_contend() {
         .parse()
         .unwrap();
     assert_eq!(total, PROCS * ROUNDS, "lost updates");
+    let waits: Vec<usize> = std::fs::read_to_string(work.path().join("waits"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(waits.len(), PROCS);
+    let waited: usize = waits.iter().sum();
+    assert!(
+        waited > 0,
+        "no process ever had to wait: no contention tested"
+    );
     assert!(
         files_in(dir.path()).is_empty(),
         "{:?}",
         files_in(dir.path())
     );
     eprintln!(
-        "{PROCS} processes x {ROUNDS} rounds in {took:.2?} ({:.1?} per hand-off)",
+        "{PROCS} processes x {ROUNDS} rounds in {took:.2?} ({:.1?} per round), \
+         {waited} acquisitions had to wait",
         took / (PROCS * ROUNDS) as u32
     );
 }
