@@ -43,7 +43,7 @@ bash testbed/wine/setup.sh >/dev/null
 # shellcheck source=/dev/null
 source testbed/wine/env.sh
 trap 'wineserver -k 2>/dev/null || true' EXIT
-cargo test -p flufl-lock -p flufl-lock-cli --target x86_64-pc-windows-gnu 2>&1 | tee target/wine-tests.log
+cargo test -p flufl-lock -p flufl-lock-cli --all-features --target x86_64-pc-windows-gnu 2>&1 | tee target/wine-tests.log
 grep -E '^test result' target/wine-tests.log | awk '{p+=$4; f+=$6} END {printf "Windows tests under Wine: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}'
 
 step "Packaging"

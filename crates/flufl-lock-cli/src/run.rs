@@ -20,6 +20,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 enum Event {
+    // (On Windows the child is polled with try_wait instead.)
+    #[cfg_attr(not(unix), allow(dead_code))]
     Exited(std::io::Result<ExitStatus>),
     Lost(String),
     #[cfg(unix)]

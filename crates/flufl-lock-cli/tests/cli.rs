@@ -1,3 +1,4 @@
+#![cfg(unix)]
 //! The `flufl-lock` command, spawned as users' scripts spawn it: every subcommand and exit
 //! code, signal forwarding, the parent-death guarantee, lost-lock handling, the JSON shape
 //! and bad input. Every wait has a time limit.

@@ -84,7 +84,13 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             default_timeout: None,
-            retry_errnos: vec![ESTALE],
+            // ESTALE on NFS; on Windows, a sharing violation (error 32) from a reader such as
+            // Python's open(), which does not share delete access.
+            retry_errnos: if cfg!(windows) {
+                vec![32]
+            } else {
+                vec![ESTALE]
+            },
             max_retries: 10,
             min_poll: Duration::from_millis(1),
             max_poll: Duration::from_millis(100),
@@ -301,7 +307,7 @@ impl LockBuilder {
         });
         st.offset = Some(offset);
         st.held = true;
-        st.expires_at = Instant::now() + left;
+        st.expires_at = later(Instant::now(), left);
         Ok(Some(Lock {
             inner: Arc::new(inner),
         }))
@@ -375,6 +381,21 @@ impl LockBuilder {
             pid,
         })
     }
+}
+
+/// `t + d`, saturating at a far future instead of panicking on absurd lifetimes.
+fn after(t: SystemTime, d: Duration) -> SystemTime {
+    // About 10,000 years: within every platform's range (Windows counts from 1601).
+    t.checked_add(d.min(Duration::from_secs(315_576_000_000)))
+        .or_else(|| t.checked_add(Duration::from_secs(86_400 * 365)))
+        .unwrap_or(t)
+}
+
+/// `t + d` on the monotonic clock, saturating likewise.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(86_400 * 365 * 100)))
+        .unwrap_or(t)
 }
 
 fn random_u64() -> u64 {
@@ -1177,8 +1198,11 @@ impl Inner {
             Ok(f) => f,
             Err(e) if is_exists(&e) => {
                 // A claim of ours left by an earlier failure in this process: replace it.
-                self.call(|| self.fs.unlink(path))
-                    .map_err(|e| Error::io("remove stale claim file", path, e))?;
+                match self.call(|| self.fs.unlink(path)) {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(Error::io("remove stale claim file", path, e)),
+                }
                 self.call(|| self.fs.create_new(path))
                     .map_err(|e| Error::io("create claim file", path, e))?
             }
@@ -1191,7 +1215,7 @@ impl Inner {
                 .call(|| self.fs.fstat(&file))
                 .map_err(|e| ("stat claim file", e))?;
             let offset = ClockOffset::learn(meta.modified, self.clock.now());
-            let expiry = meta.modified + st.lifetime;
+            let expiry = after(meta.modified, st.lifetime);
             self.call(|| self.fs.set_times(&file, expiry))
                 .map_err(|e| ("set expiry of claim file", e))?;
             Ok::<_, (&str, io::Error)>((meta.id, offset))
@@ -1290,7 +1314,7 @@ impl Inner {
     /// Re-stamps our (unlinked) claim with a fresh expiry after a long wait, so that the
     /// lock it becomes is not born expired.
     fn restamp_claim(&self, st: &mut State) -> Result<()> {
-        let expiry = self.server_now(st) + st.lifetime;
+        let expiry = after(self.server_now(st), st.lifetime);
         let Some(c) = st.claim.as_mut() else {
             return Ok(());
         };
@@ -1418,7 +1442,7 @@ impl Inner {
         match result {
             Ok(()) => {
                 st.held = true;
-                st.expires_at = st.claim.map_or(start, |c| c.stamped) + st.lifetime;
+                st.expires_at = later(st.claim.map_or(start, |c| c.stamped), st.lifetime);
                 log::debug!("acquired {}", self.lockfile.display());
                 Ok(())
             }
@@ -1489,6 +1513,10 @@ impl Inner {
                 }
                 View::Gone => {
                     transient += 1;
+                    if transient > 3 {
+                        // A name that lingers (a delete pending on Windows): back off a little.
+                        std::thread::sleep(Duration::from_micros(100 << transient.min(6)));
+                    }
                     if transient > self.cfg.max_retries.max(100) {
                         return Err(Error::new(
                             ErrorKind::Io,
@@ -1824,7 +1852,8 @@ impl Inner {
         }
         st.held = false;
         let Some(c) = st.claim else { return Ok(()) };
-        let near_expiry = Instant::now() + 2 * self.cfg.clock_margin >= st.expires_at;
+        let near_expiry =
+            later(Instant::now(), self.cfg.clock_margin.saturating_mul(2)) >= st.expires_at;
         let result = if !near_expiry {
             // Comfortably unexpired: no correct breaker touches it, so check and unlink.
             match self.call(|| self.fs.lstat(&self.lockfile)) {
@@ -1856,7 +1885,12 @@ impl Inner {
     /// "check it is ours, then unlink" cannot remove a lock a breaker just handed on.
     fn release_near_expiry(&self, st: &State) -> Result<()> {
         let Some(c) = st.claim else { return Ok(()) };
-        let give_up = Instant::now() + self.cfg.marker_lifetime + Duration::from_secs(1);
+        let give_up = later(
+            Instant::now(),
+            self.cfg
+                .marker_lifetime
+                .saturating_add(Duration::from_secs(1)),
+        );
         let mut pause = Duration::from_millis(1);
         loop {
             match self.take_marker(st)? {
@@ -1906,7 +1940,7 @@ impl Inner {
             ));
         }
         let now = Instant::now();
-        let expiry = self.server_now(&st) + st.lifetime;
+        let expiry = after(self.server_now(&st), st.lifetime);
         match self.call(|| self.fs.set_path_times(&self.claimfile, expiry)) {
             Ok(()) => {}
             // A breaker removed our claim file with the lock it was: the lock is lost.
@@ -1920,7 +1954,7 @@ impl Inner {
             Err(e) => return Err(Error::io("set expiry of claim file", &self.claimfile, e)),
         }
         if self.is_ours(&st)? {
-            st.expires_at = now + st.lifetime;
+            st.expires_at = later(now, st.lifetime);
             Ok(())
         } else if unconditionally {
             Ok(())

@@ -1109,11 +1109,6 @@ mod tests {
     #[test]
     fn hostname_is_a_name() {
         let h = hostname();
-        eprintln!(
-            "HOSTNAME={h} {:?} {:?}",
-            computer_name(ComputerNameDnsHostname),
-            computer_name(ComputerNameNetBIOS)
-        );
         assert!(!h.is_empty());
         assert!(
             h.chars()
