@@ -1318,10 +1318,15 @@ impl Inner {
         let Some(c) = st.claim.as_mut() else {
             return Ok(());
         };
-        self.call(|| self.fs.set_path_times(&self.claimfile, expiry))
-            .map_err(|e| Error::io("set expiry of claim file", &self.claimfile, e))?;
-        c.stamped = Instant::now();
-        Ok(())
+        match self.call(|| self.fs.set_path_times(&self.claimfile, expiry)) {
+            Ok(()) => {
+                c.stamped = Instant::now();
+                Ok(())
+            }
+            // A breaker removed it (with the lock it had become): write it again.
+            Err(e) if is_not_found(&e) && !st.held => self.create_claim(st),
+            Err(e) => Err(Error::io("set expiry of claim file", &self.claimfile, e)),
+        }
     }
 
     fn remove_claim(&self, st: &mut State) -> Result<()> {
@@ -1480,7 +1485,12 @@ impl Inner {
                 self.restamp_claim(st)?;
             }
             match self.call(|| self.fs.link(&self.claimfile, &self.lockfile)) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if self.confirm_fresh(st)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 Err(e) if is_exists(&e) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // The claim vanished (a cleaner?) or the directory entry cache lied:
@@ -1509,7 +1519,10 @@ impl Inner {
                         "link reported EEXIST but {} is our claim: acquired",
                         self.lockfile.display()
                     );
-                    return Ok(());
+                    if self.confirm_fresh(st)? {
+                        return Ok(());
+                    }
+                    continue;
                 }
                 View::Gone => {
                     transient += 1;
@@ -1635,6 +1648,56 @@ impl Inner {
             }
             self.fs.wait(w, pause);
         }
+    }
+
+    /// After our link succeeded: if our claim's expiry was stamped long ago (we were paused
+    /// between stamping and linking), the lock may have been born expired, and a breaker may
+    /// already have judged it so. Under the marker, which every breaker holds while it acts,
+    /// confirm the lock is still ours and stamp a fresh expiry. `Ok(false)`: it was broken;
+    /// go on waiting. Costs nothing when the stamp is fresh (always, uncontended).
+    fn confirm_fresh(&self, st: &mut State) -> Result<bool> {
+        let Some(c) = st.claim else { return Ok(true) };
+        if c.stamped.elapsed() <= st.lifetime / 4 {
+            return Ok(true);
+        }
+        let give_up = later(
+            Instant::now(),
+            self.cfg
+                .marker_lifetime
+                .saturating_add(Duration::from_secs(1)),
+        );
+        loop {
+            match self.take_marker(st)? {
+                Marker::Taken => break,
+                // A breaker removed our claim with the lock it was: broken. (The link loop
+                // writes the claim again.)
+                Marker::NoClaim => return Ok(false),
+                Marker::Busy if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Marker::Busy => {
+                    return Err(Error::new(
+                        ErrorKind::Io,
+                        &self.marker,
+                        format!(
+                            "could not take break marker {} to confirm a new lock",
+                            self.marker.display()
+                        ),
+                    ))
+                }
+            }
+        }
+        let ours = matches!(self.read_lock(&self.lockfile), Ok(Some((m, _))) if m.id == c.id);
+        let stamped = if ours { self.restamp_claim(st) } else { Ok(()) };
+        self.release_marker(st);
+        stamped?;
+        if !ours {
+            log::warn!(
+                "{} was broken while we were paused after taking it; waiting again",
+                self.lockfile.display()
+            );
+        }
+        Ok(ours)
     }
 
     /// Takes the break marker `<lock>.break` with our claim (the same link protocol).

@@ -146,9 +146,11 @@ impl Waiter {
     }
 }
 
-/// This machine's host name, as Python's `socket.getfqdn()` gives it.
+/// This machine's host name, as Python's `socket.getfqdn()` gives it. Resolved once per
+/// process (it may need a resolver query).
 pub fn hostname() -> String {
-    imp::hostname()
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(imp::hostname).clone()
 }
 
 /// Facts that identify this host, boot and pid namespace.

@@ -453,3 +453,79 @@ fn stale_break_marker_recovered() {
     assert!(!marker.exists());
     std::mem::forget(old);
 }
+
+/// A process paused between stamping its claim and linking it (longer than the lifetime)
+/// must not come back holding a lock that is born expired: it confirms and re-stamps the
+/// lock under the break marker, so a waiter cannot break it at once.
+#[test]
+fn paused_before_link_gets_a_fresh_lock() {
+    let (_dir, path) = lock_path();
+    let fs = FaultyFs::new();
+    fs.rule(
+        Op::Link,
+        Some("test.lck"),
+        Fault::Hook(Arc::new(|| std::thread::sleep(Duration::from_millis(1300)))),
+        1,
+    );
+    let b = Lock::builder(&path)
+        .filesystem(fs.clone())
+        .lifetime(Duration::from_secs(1))
+        .clock_margin(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    b.lock().unwrap();
+    let left = b.expires_in().unwrap().unwrap();
+    assert!(
+        left > Duration::from_millis(800),
+        "born (nearly) expired: {left:?} left"
+    );
+    let c = Lock::builder(&path)
+        .clock_margin(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    assert_eq!(c.try_lock().unwrap_err().kind(), ErrorKind::TimedOut);
+    assert!(b.is_locked().unwrap());
+}
+
+/// ... and if a breaker got in first (it judged the born-expired lock and broke it before
+/// we took the marker), we find the lock is not ours and wait again: never two holders.
+#[test]
+fn paused_before_link_and_broken_meanwhile() {
+    let (_dir, path) = lock_path();
+    let fs = FaultyFs::new();
+    fs.rule(
+        Op::Link,
+        Some("test.lck"),
+        Fault::Hook(Arc::new(|| std::thread::sleep(Duration::from_millis(1300)))),
+        1,
+    );
+    let p2 = path.clone();
+    let thief: Arc<Mutex<Option<Lock>>> = Arc::new(Mutex::new(None));
+    let t2 = thief.clone();
+    // When b goes for the marker to confirm its new lock, a breaker acts first.
+    fs.rule(
+        Op::Link,
+        Some(".break"),
+        Fault::Hook(Arc::new(move || {
+            let c = Lock::builder(&p2)
+                .clock_margin(Duration::from_millis(100))
+                .build()
+                .unwrap();
+            c.try_lock().expect("the breaker takes the expired lock");
+            *t2.lock().unwrap() = Some(c);
+        })),
+        1,
+    );
+    let b = Lock::builder(&path)
+        .filesystem(fs.clone())
+        .lifetime(Duration::from_secs(1))
+        .clock_margin(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let r = b.lock_timeout(Duration::from_millis(2000));
+    let thief = thief.lock().unwrap().take().expect("the breaker ran");
+    assert!(thief.is_locked().unwrap(), "the breaker lost its lock");
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "two holders? {e}");
+    assert!(!b.is_locked().unwrap());
+}

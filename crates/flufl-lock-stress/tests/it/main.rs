@@ -1,0 +1,18 @@
+//! Reliability tests of flufl-lock (issue 5, items 3 and 4), run as root on Linux:
+//!
+//! * `stress`: the multi-process stress run with kills and stops, at CI size.
+//! * `namespaces`: holders and waiters in their own UTS and PID namespaces (simulated
+//!   hosts), with colliding pids.
+//! * `skew`: holders and waiters under libfaketime, 30 s ahead and behind.
+//!
+//! Every wait has a time limit. Missing root, `unshare` or `faketime` is a failure with a
+//! message saying what is needed, never a skip (`setup.sh` installs `faketime`).
+
+#![cfg(target_os = "linux")]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod namespaces;
+mod pairs;
+mod skew;
+mod stress;
+mod support;
