@@ -26,8 +26,9 @@ cargo clippy -p flufl-lock -p flufl-lock-cli --target x86_64-pc-windows-gnu --al
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features -q
 python3 scripts/check-deps.py
 
-step "Python venv with the real flufl.lock 10.0.0"
+step "Python venv with the real flufl.lock 10.0.0; libfaketime for the skew tests"
 bash testbed/interop/setup.sh
+sh crates/flufl-lock-stress/setup.sh
 
 step "Linux tests (unit, property, integration, async, CLI, interop, doctests)"
 cargo test --workspace --all-features
@@ -37,6 +38,9 @@ for example in cron_job long_job shared_with_python; do
   cargo run -q -p flufl-lock --example "$example"
 done
 cargo run -q -p flufl-lock --features tokio --example async_service
+
+step "Fuzz target builds (run it longer with: cd fuzz && cargo +nightly fuzz run lock_file)"
+(cd fuzz && cargo +nightly check --bins -q)
 
 step "Windows tests under Wine"
 bash testbed/wine/setup.sh >/dev/null
