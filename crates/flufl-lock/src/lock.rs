@@ -377,6 +377,7 @@ impl LockBuilder {
                 offset: None,
                 held: false,
                 expires_at: Instant::now(),
+                waiter: None,
             }),
             pid,
         })
@@ -429,6 +430,8 @@ struct State {
     held: bool,
     /// Our estimate of when our lock expires, on the monotonic clock.
     expires_at: Instant,
+    /// Kept across acquisitions (see `acquire`).
+    waiter: Option<Waiter>,
 }
 
 pub(crate) struct Inner {
@@ -1443,7 +1446,12 @@ impl Inner {
             ));
         }
         self.create_claim(&mut st)?;
-        let result = self.acquire_loop(&mut st, start, deadline);
+        // The waiter (an inotify descriptor) is kept for the Lock's life: closing an inotify
+        // descriptor waits for an RCU grace period (milliseconds), which would otherwise be
+        // paid on every contended acquisition, between winning the lock and returning.
+        let mut waiter = st.waiter.take();
+        let result = self.acquire_loop(&mut st, start, deadline, &mut waiter);
+        st.waiter = waiter;
         match result {
             Ok(()) => {
                 st.held = true;
@@ -1465,8 +1473,8 @@ impl Inner {
         st: &mut State,
         start: Instant,
         deadline: Option<Instant>,
+        waiter: &mut Option<Waiter>,
     ) -> Result<()> {
-        let mut waiter: Option<Waiter> = None;
         let mut backoff = Backoff {
             next: self.cfg.min_poll,
             min: self.cfg.min_poll,
@@ -1627,13 +1635,13 @@ impl Inner {
                     expires_in: Some(expires_in),
                 });
             }
-            let w = match &mut waiter {
+            let w = match waiter {
                 Some(w) => w,
                 None => {
                     let dir = self.lockfile.parent().unwrap_or(Path::new("/"));
                     let notify = self.cfg.notify && matches!(self.fs.is_remote(dir), Ok(false));
                     // Watch first, then try again at once, so a release in between is not missed.
-                    waiter = Some(Waiter::new(&self.lockfile, notify));
+                    *waiter = Some(Waiter::new(&self.lockfile, notify));
                     continue;
                 }
             };
