@@ -50,6 +50,10 @@ trap 'wineserver -k 2>/dev/null || true' EXIT
 cargo test -p flufl-lock -p flufl-lock-cli --all-features --target x86_64-pc-windows-gnu 2>&1 | tee target/wine-tests.log
 grep -E '^test result' target/wine-tests.log | awk '{p+=$4; f+=$6} END {printf "Windows tests under Wine: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}'
 
+step "NFS test bed: nfs-ganesha and two FUSE-bridge clients (testbed/nfs)"
+cargo build --release -q -p flufl-lock-cli
+bash testbed/nfs/run.sh --require-cli
+
 step "Packaging"
 cargo package -p flufl-lock -p flufl-lock-cli --allow-dirty
 

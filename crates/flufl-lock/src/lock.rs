@@ -1769,6 +1769,8 @@ impl Inner {
     fn remove_exact(&self, path: &Path, id: FileId) -> Result<bool> {
         match self.call(|| self.fs.rename(path, &self.taken)) {
             Ok(()) => {}
+            // Gone, or a lost NFS reply to a RENAME that was done: look at the private name.
+            Err(e) if is_not_found(&e) && self.fs.lstat(&self.taken).is_ok() => {}
             Err(e) if is_not_found(&e) => return Ok(false),
             Err(e) => return Err(Error::io("rename away", path, e)),
         }
@@ -1944,10 +1946,12 @@ impl Inner {
         }
     }
 
+    /// Removes the lock file, which we have just confirmed is ours.
     fn unlink_lock(&self) -> Result<()> {
         match self.call(|| self.fs.unlink(&self.lockfile)) {
             Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Err(self.lost("unlock")),
+            // Confirmed ours an instant ago: a lost NFS reply to a REMOVE that was done.
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(Error::io("remove lock file", &self.lockfile, e)),
         }
     }

@@ -529,3 +529,37 @@ fn paused_before_link_and_broken_meanwhile() {
     assert_eq!(e.kind(), ErrorKind::TimedOut, "two holders? {e}");
     assert!(!b.is_locked().unwrap());
 }
+
+/// Lost NFS replies to REMOVE and RENAME (the call was done, the retransmission says
+/// ENOENT): an unlock still succeeds; a break still completes and leaves nothing behind.
+#[test]
+fn lost_remove_and_rename_replies() {
+    let (dir, path) = lock_path();
+    let fs = FaultyFs::new();
+    let lock = faulty(&path, &fs);
+    lock.lock().unwrap();
+    fs.rule(Op::Unlink, Some("test.lck"), Fault::AfterErr(ENOENT), 1);
+    lock.unlock().unwrap();
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+
+    let old = Lock::builder(&path)
+        .lifetime(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    old.lock().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    fs.rule(Op::Rename, Some("test.lck"), Fault::AfterErr(ENOENT), 1);
+    lock.lock_timeout(Duration::from_secs(2)).unwrap();
+    assert!(lock.is_locked().unwrap());
+    lock.unlock().unwrap();
+    std::mem::forget(old);
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+}

@@ -4,11 +4,12 @@
 //! NFS test bed; see ../README.md.
 //!
 //! One FUSE operation maps to one NFS call (open adds the GETATTR an NFS
-//! client makes for close-to-open consistency). Counts every NFS call per
-//! procedure, and can inject faults: lost replies of non-idempotent calls
-//! (the call is performed, the reply "lost", and the bridge retransmits it
-//! with a new XID, so the caller sees the error the retransmission gets:
-//! EEXIST for LINK/CREATE, ENOENT for REMOVE/RENAME), and delayed replies.
+//! client makes for close-to-open consistency, an O_APPEND write the GETATTR
+//! for the current size). Counts every NFS call per procedure, and can inject
+//! faults: lost replies of non-idempotent calls (the call is performed, its
+//! reply "lost", and the caller sees the error a retransmission gets: EEXIST
+//! for LINK/CREATE, ENOENT for REMOVE/RENAME; optionally the call really is
+//! sent again), and delayed replies.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -48,11 +49,15 @@ usage: nfs-bridge --export PATH --mountpoint DIR [options]
                          attribute cache (default 0 = none). With MS > 0, open()
                          drops the cached attributes (close-to-open).
   --negative-timeout MS  cache 'name does not exist' answers for MS (default 0)
-  --lose-reply SPEC      lose replies: OP[:every=N|:p=P|:first=N][:match=SUBSTR]
+  --lose-reply SPEC      lose replies: OP[:every=N|:p=P|:first=N][:match=SUBSTR][:resend]
                          OP is link, create (exclusive create), remove or rename;
-                         repeatable. The call is performed, its reply dropped,
-                         and the bridge retransmits it (new XID), returning the
-                         retransmission's result (EEXIST / ENOENT).
+                         repeatable, or comma-separated. The call is performed,
+                         its reply dropped, and the caller gets what a
+                         retransmission gets: EEXIST (link, create) or ENOENT
+                         (remove, rename) after a call that took effect. With
+                         :resend the call is really sent again (new XID) and
+                         its reply returned: it may then act on a name another
+                         client re-created in between.
   --lose-max N           lose at most N replies in total
   --delay-ms N           delay every NFS reply by N ms
   --delay-ops LIST       comma list of procedures (getattr,lookup,link,...) the
@@ -142,6 +147,7 @@ struct LoseRule {
     proc: Proc,
     mode: LoseMode,
     matching: Option<Vec<u8>>,
+    resend: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -184,8 +190,12 @@ fn parse_lose(spec: &str) -> LoseRule {
         "rename" => Proc::Rename,
         _ => die(format!("--lose-reply: unknown operation {op:?} (link, create, remove, rename)")),
     };
-    let mut rule = LoseRule { proc, mode: LoseMode::Every(1), matching: None };
+    let mut rule = LoseRule { proc, mode: LoseMode::Every(1), matching: None, resend: false };
     for p in parts {
+        if p == "resend" {
+            rule.resend = true;
+            continue;
+        }
         let (k, v) = p.split_once('=').unwrap_or_else(|| die(format!("--lose-reply: bad part {p:?}")));
         match k {
             "every" => rule.mode = LoseMode::Every(v.parse().unwrap_or_else(|_| die("--lose-reply every=N"))),
@@ -298,6 +308,7 @@ struct Stats {
     calls: [AtomicU64; 22],
     lost: [AtomicU64; 22],
     delayed: AtomicU64,
+    jukebox: AtomicU64,
     errors: AtomicU64,
     reconnects: AtomicU64,
     seq: AtomicU64,
@@ -309,6 +320,7 @@ impl Stats {
             calls: std::array::from_fn(|_| AtomicU64::new(0)),
             lost: std::array::from_fn(|_| AtomicU64::new(0)),
             delayed: AtomicU64::new(0),
+            jukebox: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             seq: AtomicU64::new(0),
@@ -351,8 +363,9 @@ impl Stats {
             s.push_str(&format!("\"{n}\":{c}"));
         }
         s.push_str(&format!(
-            "}},\"lost_total\":{lost_total},\"delayed\":{},\"transport_errors\":{},\"reconnects\":{}}}\n",
+            "}},\"lost_total\":{lost_total},\"delayed\":{},\"jukebox\":{},\"transport_errors\":{},\"connects\":{}}}\n",
             self.delayed.load(Ordering::Relaxed),
+            self.jukebox.load(Ordering::Relaxed),
             self.errors.load(Ordering::Relaxed),
             self.reconnects.load(Ordering::Relaxed)
         ));
@@ -482,7 +495,8 @@ macro_rules! nfs {
     ($b:expr, $proc:expr, $c:ident => $call:expr) => {{
         let b: &Bridge = $b;
         let mut out = Err(Errno::EIO);
-        for _attempt in 0..50 {
+        let mut backoff = Duration::from_millis(5);
+        for attempt in 0..100 {
             b.stats.calls[$proc as usize].fetch_add(1, Ordering::Relaxed);
             let mut guard = b.pool.get().await;
             if guard.is_none() {
@@ -507,8 +521,16 @@ macro_rules! nfs {
                     break;
                 }
                 Ok(Ok(Nfs3Result::Err((nfsstat3::NFS3ERR_JUKEBOX, _)))) => {
+                    // "Try again later", as a kernel client does.
                     drop(guard);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    b.stats.jukebox.fetch_add(1, Ordering::Relaxed);
+                    if attempt == 99 {
+                        eprintln!("nfs-bridge[{}]: {} still NFS3ERR_JUKEBOX after 100 tries: EIO", b.opts.name, PROC_NAMES[$proc as usize]);
+                        out = Err(Errno::EIO);
+                        break;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
                     continue;
                 }
                 Ok(Ok(Nfs3Result::Err((st, _)))) => {
@@ -536,29 +558,65 @@ macro_rules! nfs {
     }};
 }
 
-/// A non-idempotent call that may have its reply lost: when a loss rule fires,
-/// the call is made, its reply discarded, and the call sent again; the caller
-/// gets the second reply, as after a retransmission the server's duplicate
-/// request cache did not catch.
+/// A non-idempotent call that may have its reply lost. When a loss rule fires,
+/// the call is made and its reply discarded; the caller gets what the
+/// retransmission gets when the server's duplicate request cache misses it:
+/// EEXIST (LINK, CREATE) or ENOENT (REMOVE, RENAME) after a call that took
+/// effect, the same error after one that failed. By default that answer is
+/// made up, as if the retransmission changed nothing; with a rule's `resend`
+/// the call really is sent again, and may then act on a name another client
+/// re-created in between (the NFSv3 hazard no client can prevent).
 macro_rules! nfs_lossy {
     ($b:expr, $proc:expr, $name:expr, $c:ident => $call:expr) => {{
         let b: &Bridge = $b;
         let first = nfs!(b, $proc, $c => $call);
-        if b.should_lose($proc, $name) {
-            let second = nfs!(b, $proc, $c => $call);
-            eprintln!(
-                "nfs-bridge[{}]: lost reply of {} {:?} (was {}), retransmission got {}",
-                b.opts.name,
-                PROC_NAMES[$proc as usize],
-                String::from_utf8_lossy($name),
-                match &first { Ok(_) => "OK".to_string(), Err(e) => format!("{e:?}") },
-                match &second { Ok(_) => "OK".to_string(), Err(e) => format!("{e:?}") }
-            );
-            second
-        } else {
-            first
+        match b.should_lose($proc, $name) {
+            None => first,
+            Some(resend) => {
+                let was = match &first { Ok(_) => "OK".to_string(), Err(e) => errno_name(*e) };
+                let second = if resend {
+                    nfs!(b, $proc, $c => $call)
+                } else {
+                    match first {
+                        Ok(_) => Err(retransmission_errno($proc)),
+                        Err(e) => Err(e),
+                    }
+                };
+                eprintln!(
+                    "nfs-bridge[{}]: lost reply of {} {:?} (was {}), {} got {}",
+                    b.opts.name,
+                    PROC_NAMES[$proc as usize],
+                    String::from_utf8_lossy($name),
+                    was,
+                    if resend { "retransmission" } else { "simulated retransmission" },
+                    match &second { Ok(_) => "OK".to_string(), Err(e) => errno_name(*e) }
+                );
+                second
+            }
         }
     }};
+}
+
+fn retransmission_errno(p: Proc) -> Errno {
+    match p {
+        Proc::Link | Proc::Create | Proc::Mkdir | Proc::Symlink | Proc::Mknod => Errno::EEXIST,
+        _ => Errno::ENOENT,
+    }
+}
+
+fn errno_name(e: Errno) -> String {
+    let n: i32 = e.into();
+    let name = match n {
+        libc::ENOENT => "ENOENT",
+        libc::EEXIST => "EEXIST",
+        libc::ESTALE => "ESTALE",
+        libc::EIO => "EIO",
+        libc::EACCES => "EACCES",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::EINVAL => "EINVAL",
+        _ => return format!("errno {n}"),
+    };
+    name.to_string()
 }
 
 impl Pool {
@@ -683,11 +741,12 @@ impl Bridge {
         tokio::time::sleep(self.opts.delay).await;
     }
 
-    fn should_lose(&self, p: Proc, name: &[u8]) -> bool {
+    /// Whether to lose this call's reply: None, or Some(resend).
+    fn should_lose(&self, p: Proc, name: &[u8]) -> Option<bool> {
         let mut f = self.faults.lock().unwrap();
         if let Some(max) = self.opts.lose_max {
             if f.lost_total >= max {
-                return false;
+                return None;
             }
         }
         for (i, rule) in self.opts.lose.iter().enumerate() {
@@ -721,10 +780,10 @@ impl Bridge {
             if fire {
                 f.lost_total += 1;
                 self.stats.lost[p as usize].fetch_add(1, Ordering::Relaxed);
-                return true;
+                return Some(rule.resend);
             }
         }
-        false
+        None
     }
 
     async fn getattr_fh(&self, fh: &nfs_fh3) -> Result<fattr3, Errno> {
