@@ -1484,6 +1484,7 @@ impl Inner {
         let mut transient = 0u32;
         let mut logged = false;
         let mut malformed: Option<(FileId, Instant)> = None;
+        let mut last_alive: Option<FileId> = None;
         loop {
             // Keep our claim's expiry fresh while we wait, so the lock is not born expired.
             if st
@@ -1579,7 +1580,14 @@ impl Inner {
             malformed = None;
             let server_now = self.server_now(st);
             let slop = self.slop(&holder);
-            let live = self.liveness(&holder);
+            // A holder proven alive whose process we watch (pidfd) stays alive until the watch
+            // says otherwise: no need to read /proc on every wake.
+            let watched = waiter.as_ref().and_then(|w| w.watching());
+            let live = match last_alive {
+                Some(id) if id == meta.id && watched == Some(holder.details.pid) => Liveness::Alive,
+                _ => self.liveness(&holder),
+            };
+            last_alive = (live == Liveness::Alive).then_some(meta.id);
             let expired = claim::expired(meta.modified, server_now, slop);
             if live == Liveness::Dead || expired {
                 let why = if live == Liveness::Dead {

@@ -144,6 +144,11 @@ impl Waiter {
     pub fn watch_process(&mut self, pid: Option<u32>) {
         self.inner.watch_process(pid);
     }
+
+    /// The process being watched, until it exits.
+    pub fn watching(&self) -> Option<u32> {
+        self.inner.watching()
+    }
 }
 
 /// This machine's host name, as Python's `socket.getfqdn()` gives it. Resolved once per

@@ -329,6 +329,10 @@ mod linux {
             w
         }
 
+        pub fn watching(&self) -> Option<u32> {
+            self.pidfd.as_ref().map(|p| p.0)
+        }
+
         pub fn watch_process(&mut self, pid: Option<u32>) {
             match pid {
                 None => self.pidfd = None,
@@ -447,6 +451,9 @@ mod linux {
             WaiterImpl
         }
         pub fn watch_process(&mut self, _pid: Option<u32>) {}
+        pub fn watching(&self) -> Option<u32> {
+            None
+        }
         pub fn wait(&mut self, timeout: Duration) {
             std::thread::sleep(timeout)
         }

@@ -102,6 +102,10 @@ impl WaiterImpl {
 
     pub fn watch_process(&mut self, _pid: Option<u32>) {}
 
+    pub fn watching(&self) -> Option<u32> {
+        None
+    }
+
     /// Returns at once (see the module docs).
     pub fn wait(&mut self, _timeout: Duration) {}
 }

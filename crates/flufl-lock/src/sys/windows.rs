@@ -722,6 +722,10 @@ impl WaiterImpl {
         }
     }
 
+    pub fn watching(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.0)
+    }
+
     /// `OpenProcess(SYNCHRONIZE)` on the holder, whose handle is signalled when it exits.
     pub fn watch_process(&mut self, pid: Option<u32>) {
         match pid {
