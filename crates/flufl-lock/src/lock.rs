@@ -1676,32 +1676,10 @@ impl Inner {
         if c.stamped.elapsed() <= st.lifetime / 4 {
             return Ok(true);
         }
-        let give_up = later(
-            Instant::now(),
-            self.cfg
-                .marker_lifetime
-                .saturating_add(Duration::from_secs(1)),
-        );
-        loop {
-            match self.take_marker(st)? {
-                Marker::Taken => break,
-                // A breaker removed our claim with the lock it was: broken. (The link loop
-                // writes the claim again.)
-                Marker::NoClaim => return Ok(false),
-                Marker::Busy if Instant::now() < give_up => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Marker::Busy => {
-                    return Err(Error::new(
-                        ErrorKind::Io,
-                        &self.marker,
-                        format!(
-                            "could not take break marker {} to confirm a new lock",
-                            self.marker.display()
-                        ),
-                    ))
-                }
-            }
+        if !self.take_marker_patiently(st, "confirm a new lock")? {
+            // A breaker removed our claim with the lock it was: broken. (The link loop
+            // writes the claim again.)
+            return Ok(false);
         }
         let ours = matches!(self.read_lock(&self.lockfile), Ok(Some((m, _))) if m.id == c.id);
         let stamped = if ours { self.restamp_claim(st) } else { Ok(()) };
@@ -1714,6 +1692,38 @@ impl Inner {
             );
         }
         Ok(ours)
+    }
+
+    /// Takes the break marker, waiting (with backoff) while another process holds it, at
+    /// most the marker's lifetime and a second. `Ok(false)`: our claim file is gone.
+    fn take_marker_patiently(&self, st: &State, purpose: &str) -> Result<bool> {
+        let give_up = later(
+            Instant::now(),
+            self.cfg
+                .marker_lifetime
+                .saturating_add(Duration::from_secs(1)),
+        );
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.take_marker(st)? {
+                Marker::Taken => return Ok(true),
+                Marker::NoClaim => return Ok(false),
+                Marker::Busy if Instant::now() < give_up => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Marker::Busy => {
+                    return Err(Error::new(
+                        ErrorKind::Io,
+                        &self.marker,
+                        format!(
+                            "could not take break marker {} to {purpose}",
+                            self.marker.display()
+                        ),
+                    ))
+                }
+            }
+        }
     }
 
     /// Takes the break marker `<lock>.break` with our claim (the same link protocol).
@@ -1968,32 +1978,9 @@ impl Inner {
     /// "check it is ours, then unlink" cannot remove a lock a breaker just handed on.
     fn release_near_expiry(&self, st: &State) -> Result<()> {
         let Some(c) = st.claim else { return Ok(()) };
-        let give_up = later(
-            Instant::now(),
-            self.cfg
-                .marker_lifetime
-                .saturating_add(Duration::from_secs(1)),
-        );
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match self.take_marker(st)? {
-                Marker::Taken => break,
-                // A breaker removed our claim file, which was the lock: it is gone.
-                Marker::NoClaim => return Err(self.lost("unlock")),
-                Marker::Busy => {}
-            }
-            if Instant::now() >= give_up {
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    &self.marker,
-                    format!(
-                        "could not take break marker {} to unlock safely",
-                        self.marker.display()
-                    ),
-                ));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
+        if !self.take_marker_patiently(st, "unlock safely")? {
+            // A breaker removed our claim file, which was the lock: it is gone.
+            return Err(self.lost("unlock"));
         }
         let r = match self.read_lock(&self.lockfile) {
             Ok(Some((m, _))) if m.id == c.id => self.unlink_lock(),
