@@ -18,6 +18,18 @@ pub(crate) const MAX_CLAIM_LEN: usize = 8 * 1024;
 const OURS: &str = "fl1";
 
 /// Who holds a lock, as read from the lock file: flufl.lock's `details`.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+/// lock.lock()?;
+/// let flufl_lock::Details { hostname, pid, lockfile, claimfile } = lock.details()?;
+/// assert_eq!((hostname.as_str(), pid, lockfile.as_path(), claimfile.as_path()),
+///            (lock.hostname(), std::process::id(), lock.lockfile(), lock.claimfile()));
+/// # Ok::<(), flufl_lock::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Details {
     /// The host name the holder wrote (Python's `socket.getfqdn()` on its machine).
@@ -265,6 +277,18 @@ pub(crate) fn time_left(expiry: SystemTime, now: SystemTime, slop: Duration) -> 
 }
 
 /// flufl.lock's six lock states.
+///
+/// # Examples
+///
+/// ```
+/// use flufl_lock::LockState;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+/// assert_eq!(lock.state()?.as_str(), "unlocked");
+/// lock.lock()?;
+/// assert_eq!(lock.state()?, LockState::Ours);
+/// # Ok::<(), flufl_lock::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LockState {
     /// There is no lock file.
@@ -285,6 +309,12 @@ pub enum LockState {
 impl LockState {
     /// The name flufl.lock gives this state (`unlocked`, `ours`, `ours_expired`, `stale`,
     /// `theirs_expired`, `unknown`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(flufl_lock::LockState::TheirsExpired.as_str(), "theirs_expired");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             LockState::Unlocked => "unlocked",

@@ -5,6 +5,18 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// What went wrong, mirroring flufl.lock's exceptions.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+/// match lock.unlock() {
+///     Err(e) if e.kind() == flufl_lock::ErrorKind::NotLocked => {}
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), flufl_lock::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -20,6 +32,22 @@ pub enum ErrorKind {
 }
 
 /// An error from a lock operation. Its message names the file and the step that failed.
+///
+/// # Examples
+///
+/// ```
+/// use flufl_lock::{ErrorKind, Lock};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = Lock::new(dir.path().join("no-such-dir").join("x.lck"))?;
+/// let err = lock.lock().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Io);
+/// assert!(err.path().to_string_lossy().contains("no-such-dir"));
+/// assert_eq!(err.io_error().unwrap().kind(), std::io::ErrorKind::NotFound);
+/// assert!(err.to_string().starts_with("failed to create claim file"));
+/// let io: std::io::Error = err.into_io_error();
+/// assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+/// # Ok::<(), flufl_lock::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,

@@ -142,6 +142,15 @@ impl fmt::Debug for LockBuilder {
 impl LockBuilder {
     /// The lock's lifetime: how long it stays valid after each acquisition or refresh before
     /// others may break it. Default 15 s, as flufl.lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).lifetime(std::time::Duration::from_secs(90)).build()?;
+    /// assert_eq!(lock.lifetime().as_secs(), 90);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
         self
@@ -149,6 +158,18 @@ impl LockBuilder {
 
     /// How long [`Lock::lock`] waits before giving up with [`ErrorKind::TimedOut`].
     /// Default: forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("x.lck");
+    /// let a = flufl_lock::Lock::new(&path)?;
+    /// a.lock()?;
+    /// let b = flufl_lock::Lock::builder(&path).default_timeout(std::time::Duration::from_millis(20)).build()?;
+    /// assert_eq!(b.lock().unwrap_err().kind(), flufl_lock::ErrorKind::TimedOut);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.default_timeout = Some(timeout);
         self
@@ -157,6 +178,15 @@ impl LockBuilder {
     /// The separator between the claim's fields. Default [`SEP`]. It must be a character
     /// that is legal in file names on every platform that shares the lock (`|` is not legal
     /// on Windows).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).separator('^').build()?;
+    /// assert_eq!(lock.separator(), '^');
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn separator(mut self, separator: char) -> Self {
         self.separator = separator;
         self
@@ -164,12 +194,33 @@ impl LockBuilder {
 
     /// Replaces the host name written into claims (default: what Python's
     /// `socket.getfqdn()` gives). Only the pid check compares it, and never alone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).hostname("node7.example").build()?;
+    /// assert_eq!(lock.hostname(), "node7.example");
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
         self.hostname = Some(hostname.into());
         self
     }
 
     /// flufl.lock's `_now()` hook: the wall clock used for expiry times.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// // A clock 30 s fast: the expiry is still written in the file server's clock.
+    /// let fast = || std::time::SystemTime::now() + std::time::Duration::from_secs(30);
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).clock(fast).build()?;
+    /// lock.lock()?;
+    /// assert!(lock.expires_in()?.unwrap() <= flufl_lock::DEFAULT_LIFETIME);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -177,6 +228,16 @@ impl LockBuilder {
 
     /// Raw OS error numbers that are retried, a bounded number of times, when reading or
     /// linking (flufl.lock's `retry_errnos`). Default: `ESTALE`. `EINTR` is always retried.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// const EIO: i32 = 5;
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).retry_errnos([EIO]).max_retries(3).build()?;
+    /// lock.lock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn retry_errnos(mut self, errnos: impl IntoIterator<Item = i32>) -> Self {
         self.cfg.retry_errnos = errnos.into_iter().collect();
         self
@@ -184,6 +245,15 @@ impl LockBuilder {
 
     /// How many times in a row a retryable error is retried before it is returned.
     /// Default 10.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).max_retries(2).build()?;
+    /// lock.try_lock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn max_retries(mut self, n: u32) -> Self {
         self.cfg.max_retries = n;
         self
@@ -192,6 +262,16 @@ impl LockBuilder {
     /// The waiting backoff: the first pause and the cap it grows to (by 1.5x, with jitter),
     /// restarted when the lock changes hands. Defaults 1 ms and 100 ms. On local Linux
     /// filesystems a release wakes waiters at once, whatever these are.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).poll_interval(Duration::from_millis(5), Duration::from_millis(50)).build()?;
+    /// lock.lock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn poll_interval(mut self, min: Duration, max: Duration) -> Self {
         self.cfg.min_poll = min.max(Duration::from_micros(100));
         self.cfg.max_poll = max.max(self.cfg.min_poll);
@@ -200,6 +280,15 @@ impl LockBuilder {
 
     /// The slop added to the expiry of locks written by flufl.lock (Python), whose times
     /// are in their writer's clock. Default 10 s, flufl.lock's `CLOCK_SLOP`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).foreign_slop(std::time::Duration::from_secs(30)).build()?;
+    /// lock.lock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn foreign_slop(mut self, slop: Duration) -> Self {
         self.cfg.foreign_slop = slop;
         self
@@ -208,6 +297,15 @@ impl LockBuilder {
     /// The margin for our own locks' expiry, whose times are in the file server's clock:
     /// covers the error of our estimate of that clock. An unlock with less than twice this
     /// left of its lifetime serialises with breakers. Default 500 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).clock_margin(std::time::Duration::from_secs(2)).build()?;
+    /// lock.lock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn clock_margin(mut self, margin: Duration) -> Self {
         self.cfg.clock_margin = margin;
         self
@@ -215,6 +313,15 @@ impl LockBuilder {
 
     /// How long a break marker may stand before it is presumed left by a crashed breaker.
     /// Default 5 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).marker_lifetime(std::time::Duration::from_secs(10)).build()?;
+    /// lock.lock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn marker_lifetime(mut self, lifetime: Duration) -> Self {
         self.cfg.marker_lifetime = lifetime;
         self
@@ -222,6 +329,16 @@ impl LockBuilder {
 
     /// Whether waiters use change notification (inotify) and process handles (pidfd) where
     /// available. Default true; they are never used on network filesystems.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// // Poll only, as on NFS.
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).notify(false).build()?;
+    /// lock.lock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn notify(mut self, on: bool) -> Self {
         self.cfg.notify = on;
         self
@@ -229,6 +346,15 @@ impl LockBuilder {
 
     /// Whether a lock whose holder is proven dead on this host is broken before it expires.
     /// Default true.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).pid_check(false).build()?;
+    /// lock.lock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn pid_check(mut self, on: bool) -> Self {
         self.cfg.pid_check = on;
         self
@@ -237,12 +363,40 @@ impl LockBuilder {
     /// Holds the lock on behalf of process `pid` (default: this process), as
     /// `dotlockfile -p` does: the claim names that pid, so waiters on this host break the
     /// lock as soon as that process is gone. Used by `flufl-lock acquire`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("x.lck");
+    /// let owner = std::process::id(); // e.g. the calling shell script's pid
+    /// let lock = flufl_lock::Lock::builder(&path).owner_pid(owner).build()?;
+    /// lock.lock()?;
+    /// lock.leak(); // held for `owner` after this value is gone
+    /// let again = flufl_lock::Lock::builder(&path).owner_pid(owner).adopt()?.expect("held for owner");
+    /// again.unlock()?;
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn owner_pid(mut self, pid: u32) -> Self {
         self.owner_pid = Some(pid);
         self
     }
 
     /// Called while waiting, after each failed try, with what is known of the holder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("x.lck");
+    /// let holder = flufl_lock::Lock::new(&path)?;
+    /// holder.lock()?;
+    /// let waiter = flufl_lock::Lock::builder(&path)
+    ///     .on_wait(|w| log::info!("waiting {:?} for {:?}", w.waited, w.holder))
+    ///     .build()?;
+    /// assert!(waiter.lock_timeout(std::time::Duration::from_millis(20)).is_err());
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn on_wait(mut self, f: impl Fn(&WaitStatus) + Send + Sync + 'static) -> Self {
         self.on_wait = Some(Arc::new(f));
         self
@@ -262,6 +416,15 @@ impl LockBuilder {
     ///
     /// [`ErrorKind::Io`] if the path has no file name, cannot be made absolute, or contains
     /// a NUL byte, or if the separator is a path separator.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).build()?;
+    /// assert!(!lock.is_locked()?);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn build(self) -> Result<Lock> {
         Ok(Lock {
             inner: Arc::new(self.into_inner()?),
@@ -276,6 +439,15 @@ impl LockBuilder {
     /// # Errors
     ///
     /// As [`LockBuilder::build`], and [`ErrorKind::Io`] if the lock file cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::builder(dir.path().join("x.lck")).owner_pid(std::process::id()).adopt()?;
+    /// assert!(lock.is_none(), "nothing to adopt yet");
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn adopt(self) -> Result<Option<Lock>> {
         let mut inner = self.into_inner()?;
         let Some((meta, Some(holder))) = inner.read_lock(&inner.lockfile)? else {
@@ -894,6 +1066,15 @@ impl Lock {
     }
 
     /// The lifetime each acquisition or refresh gives the lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// assert_eq!(lock.lifetime(), flufl_lock::DEFAULT_LIFETIME);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn lifetime(&self) -> Duration {
         self.inner.lock_state().lifetime
     }
@@ -914,21 +1095,59 @@ impl Lock {
     }
 
     /// The lock file's absolute path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// assert_eq!(lock.lockfile(), dir.path().join("x.lck"));
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn lockfile(&self) -> &Path {
         &self.inner.lockfile
     }
 
     /// Our claim file's absolute path (it exists only while we lock or hold the lock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// lock.lock()?;
+    /// assert!(lock.claimfile().exists());
+    /// assert_eq!(std::fs::read(lock.lockfile()).unwrap(), std::fs::read(lock.claimfile()).unwrap());
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn claimfile(&self) -> &Path {
         &self.inner.claimfile
     }
 
     /// The host name written into our claims.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// assert!(!lock.hostname().is_empty());
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn hostname(&self) -> &str {
         &self.inner.hostname
     }
 
     /// The claim separator in use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// assert_eq!(lock.separator(), flufl_lock::SEP);
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn separator(&self) -> char {
         self.inner.sep
     }
@@ -985,6 +1204,15 @@ impl Lock {
     }
 
     /// The pid written into our claims: ours, or the owner's ([`LockBuilder::owner_pid`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// assert_eq!(lock.pid(), std::process::id());
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn pid(&self) -> u32 {
         self.inner.pid
     }
@@ -992,6 +1220,18 @@ impl Lock {
     /// Leaves the lock held (and its claim file in place) and forgets it, so that it
     /// outlives this process: for holding a lock on behalf of another process
     /// ([`LockBuilder::owner_pid`]); [`LockBuilder::adopt`] takes it back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("x.lck");
+    /// let lock = flufl_lock::Lock::new(&path)?;
+    /// lock.lock()?;
+    /// lock.leak();
+    /// assert!(path.exists(), "still held");
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn leak(self) {
         let mut st = self.inner.lock_state();
         st.claim = None;
@@ -1120,6 +1360,17 @@ impl KeepAlive {
     }
 
     /// Whether a refresh found the lock lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = flufl_lock::Lock::new(dir.path().join("x.lck"))?;
+    /// lock.lock()?;
+    /// let keep = lock.keep_alive(|_| {});
+    /// assert!(!keep.is_lost());
+    /// # Ok::<(), flufl_lock::Error>(())
+    /// ```
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
     }
