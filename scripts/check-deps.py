@@ -2,7 +2,9 @@
 """Dependency policy check, run in CI (a small stand-in for `cargo deny check licenses bans`,
 which needs a long build; deny.toml states the same policy for those who have cargo-deny):
 every package in the build graph of the two published crates has an allowed license, no
-crate is built in two versions, and no dependency requirement is a wildcard."""
+crate is built in two versions, no dependency requirement is a wildcard, and no normal or
+build dependency (all features on) needs a newer Rust than the declared `rust-version`
+(clippy's `incompatible_msrv` lint checks our own use of std against it)."""
 import json
 import subprocess
 import sys
@@ -35,7 +37,7 @@ def license_ok(expr):
 
 def main():
     meta = json.loads(subprocess.check_output(
-        ["cargo", "metadata", "--format-version", "1"]))
+        ["cargo", "metadata", "--format-version", "1", "--all-features"]))
     pkgs = {p["id"]: p for p in meta["packages"]}
     nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
     roots = [p["id"] for p in meta["packages"] if p["name"] in PUBLISHED and p["source"] is None]
@@ -64,6 +66,28 @@ def main():
         for d in pkgs[i]["dependencies"]:
             if d["req"] in ("*", "") and d["name"] != pkgs[i]["name"]:
                 problems.append(f"wildcard requirement: {pkgs[i]['name']} -> {d['name']}")
+    # MSRV: the graph of normal and build dependencies only (tests may need newer).
+    def vtuple(v):
+        return tuple(int(x) for x in v.split("."))
+    declared = {pkgs[i]["rust_version"] for i in roots}
+    if len(declared) != 1 or None in declared:
+        problems.append(f"published crates must declare one rust-version, found {declared}")
+    else:
+        msrv = declared.pop()
+        normal, stack = set(), list(roots)
+        while stack:
+            i = stack.pop()
+            if i in normal:
+                continue
+            normal.add(i)
+            for d in nodes[i]["deps"]:
+                if any(k["kind"] in (None, "build") for k in d["dep_kinds"]):
+                    stack.append(d["pkg"])
+        for i in normal:
+            rv = pkgs[i].get("rust_version")
+            if rv and vtuple(rv) > vtuple(msrv):
+                problems.append(f"{pkgs[i]['name']} {pkgs[i]['version']} needs Rust {rv} > rust-version {msrv}")
+        print(f"rust-version {msrv}: {len(normal)} packages in the normal/build graph checked")
     print(f"checked {len(seen)} packages in the graph of {', '.join(sorted(PUBLISHED))}")
     for p in problems:
         print("  " + p)
