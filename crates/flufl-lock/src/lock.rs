@@ -457,7 +457,7 @@ impl LockBuilder {
             && holder.details.pid == inner.pid
             && holder.details.lockfile == inner.lockfile
             && meta.kind == FileKind::Regular
-            && holder.origin.as_ref().map_or(true, |o| {
+            && holder.origin.as_ref().is_none_or(|o| {
                 inner.identity.boot_id.as_deref() == Some(o.boot_id.as_str())
                     && inner.identity.pid_ns == Some(o.pid_ns)
             });

@@ -100,7 +100,7 @@ impl FaultyFs {
         let mut rules = self.rules.lock().unwrap();
         let p = path.to_string_lossy();
         let i = rules.iter().position(|r| {
-            r.op == op && r.times > 0 && r.path.as_deref().map_or(true, |s| p.contains(s))
+            r.op == op && r.times > 0 && r.path.as_deref().is_none_or(|s| p.contains(s))
         })?;
         rules[i].times -= 1;
         match &rules[i].fault {
