@@ -52,7 +52,7 @@ grep -E '^test result' target/wine-tests.log | awk '{p+=$4; f+=$6} END {printf "
 
 step "NFS test bed: nfs-ganesha and two FUSE-bridge clients (testbed/nfs)"
 cargo build --release -q -p flufl-lock-cli
-bash testbed/nfs/run.sh --require-cli
+bash testbed/nfs/run.sh --require-cli --netns   # server and each client in its own network namespace
 
 step "Packaging"
 cargo package -p flufl-lock -p flufl-lock-cli --allow-dirty
