@@ -521,3 +521,26 @@ fn verbose_logs() {
     let o = run(&["-v", "run", "--timeout", "200ms", s(&lock), "--", "true"]);
     assert!(stderr(&o).contains("waiting for"), "{}", stderr(&o));
 }
+
+/// `acquire` of a lock already held for the same owner refuses (exit 1) and leaves the lock
+/// held; a failing `refresh` never releases it either.
+#[test]
+fn acquire_twice_keeps_the_lock() {
+    let (d, lock) = tmp();
+    let out = d.path().join("out");
+    let l = s(&lock);
+    let script = format!(
+        "{BIN} acquire {l}; {BIN} acquire {l}; echo $? > {o}; {BIN} status --json {l} >> {o}; {BIN} release {l}",
+        o = s(&out)
+    );
+    let o = run(&["run", &format!("{l}.outer"), "--", "sh", "-c", &script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let (code, json) = text.split_once('\n').unwrap();
+    assert_eq!(code.trim(), "1");
+    assert!(
+        json.contains("\"state\": \"unknown\"") && json.contains("\"holder\": {"),
+        "the second acquire released it: {json}"
+    );
+    assert!(!lock.exists(), "release at the end");
+}

@@ -223,14 +223,6 @@ fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
         .find(|&i| &hay[i..i + needle.len()] == needle)
 }
 
-/// The difference between the file server's clock and ours, learned from the times the
-/// server puts on our own claim file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct ClockOffset {
-    /// Server minus local, in nanoseconds.
-    nanos: i128,
-}
-
 fn to_nanos(t: SystemTime) -> i128 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => d.as_nanos() as i128,
@@ -238,25 +230,29 @@ fn to_nanos(t: SystemTime) -> i128 {
     }
 }
 
-fn from_nanos(n: i128) -> SystemTime {
-    if n >= 0 {
-        SystemTime::UNIX_EPOCH + Duration::from_nanos(n.min(u64::MAX as i128) as u64)
-    } else {
-        SystemTime::UNIX_EPOCH - Duration::from_nanos((-n).min(u64::MAX as i128) as u64)
-    }
+/// The file server's clock, learned from the time the server stamped on a file we just
+/// created, and carried forward on the monotonic clock: a step of our wall clock (NTP, an
+/// operator) after learning does not move it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ServerClock {
+    server: SystemTime,
+    at: std::time::Instant,
 }
 
-impl ClockOffset {
-    /// The offset that maps `local` onto `server`, two readings taken at the same moment.
-    pub fn learn(server: SystemTime, local: SystemTime) -> ClockOffset {
-        ClockOffset {
-            nanos: to_nanos(server) - to_nanos(local),
+impl ServerClock {
+    /// The server said `server` at about this moment.
+    pub fn learn(server: SystemTime) -> ServerClock {
+        ServerClock {
+            server,
+            at: std::time::Instant::now(),
         }
     }
 
-    /// A local wall-clock time expressed in the server's clock.
-    pub fn to_server(self, local: SystemTime) -> SystemTime {
-        from_nanos(to_nanos(local) + self.nanos)
+    /// The server's time now, by our estimate.
+    pub fn now(self) -> SystemTime {
+        self.server
+            .checked_add(self.at.elapsed())
+            .unwrap_or(self.server)
     }
 }
 
@@ -455,18 +451,14 @@ mod tests {
         assert_eq!(parse_any(b"/l|h|3|4", '^').unwrap().details.pid, 3);
     }
 
-    /// A skewed clock maps onto the server's by the learned offset.
+    /// The learned server clock runs on from what the server said, whatever our wall clock does.
     #[test]
-    fn clock_offset_maps_local_to_server() {
-        let local = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let server = local + Duration::from_secs(30);
-        let off = ClockOffset::learn(server, local);
-        assert_eq!(
-            off.to_server(local + Duration::from_secs(5)),
-            server + Duration::from_secs(5)
-        );
-        let off = ClockOffset::learn(local, server);
-        assert_eq!(off.to_server(server), local);
+    fn server_clock_runs_on_monotonic_time() {
+        let server = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let c = ServerClock::learn(server);
+        std::thread::sleep(Duration::from_millis(20));
+        let now = c.now();
+        assert!(now >= server + Duration::from_millis(20) && now < server + Duration::from_secs(5));
     }
 
     /// Expiry includes the slop: not expired at expiry + slop, expired just after.

@@ -1,7 +1,7 @@
 //! [`Lock`] and [`LockBuilder`]: the algorithm, as one piece of plain code over [`Fs`].
 //! See `docs/protocol.md` for the why of every step.
 
-use crate::claim::{self, Claim, ClockOffset, Details, Facts, Liveness, LockState};
+use crate::claim::{self, Claim, Details, Facts, Liveness, LockState, ServerClock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, FileId, FileKind, Fs, HostIdentity, Meta, ProcState, RealFs, Waiter};
 use std::fmt;
@@ -434,7 +434,9 @@ impl LockBuilder {
     /// Builds a lock and takes over the lock file's current claim if it was written on this
     /// host for our owner pid ([`LockBuilder::owner_pid`]): the way `flufl-lock release`
     /// and `refresh` act on a lock that an earlier `flufl-lock acquire` took for the same
-    /// shell script. `Ok(None)` if the lock is not held for that pid.
+    /// shell script. `Ok(None)` if the lock is not held for that pid (with the same boot,
+    /// pid namespace and process start time, where the platform records them). An adopted
+    /// lock is **not** released when dropped: call [`Lock::unlock`].
     ///
     /// # Errors
     ///
@@ -453,14 +455,25 @@ impl LockBuilder {
         let Some((meta, Some(holder))) = inner.read_lock(&inner.lockfile)? else {
             return Ok(None);
         };
-        let mine = holder.details.hostname == inner.hostname
+        // Ours only with the same proof as the pid check: host name, pid, and (where this
+        // platform writes them) boot, pid namespace and the owner's start time; and the
+        // claim file must be this lock's own, in its directory, the very inode of the lock.
+        let id = &inner.identity;
+        let proof = match (&holder.origin, &id.boot_id, id.pid_ns, id.start_time) {
+            (Some(o), Some(boot), Some(ns), Some(start)) => {
+                o.boot_id == *boot && o.pid_ns == ns && o.start_time == start
+            }
+            // Platforms without those facts (macOS, Windows) write none: host and pid only.
+            (None, None, _, _) => true,
+            _ => false,
+        };
+        let mine = proof
+            && holder.details.hostname == inner.hostname
             && holder.details.pid == inner.pid
             && holder.details.lockfile == inner.lockfile
             && meta.kind == FileKind::Regular
-            && holder.origin.as_ref().is_none_or(|o| {
-                inner.identity.boot_id.as_deref() == Some(o.boot_id.as_str())
-                    && inner.identity.pid_ns == Some(o.pid_ns)
-            });
+            && inner.is_sibling_claim(&holder.path)
+            && matches!(inner.fs.lstat(&holder.path), Ok(m) if m.id == meta.id && m.kind == FileKind::Regular);
         if !mine {
             return Ok(None);
         }
@@ -468,17 +481,14 @@ impl LockBuilder {
         inner.claimfile = holder.path;
         let offset = inner.learn_offset()?;
         let st = inner.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        let left = claim::time_left(
-            meta.modified,
-            offset.to_server(inner.clock.now()),
-            Duration::ZERO,
-        );
+        let left = claim::time_left(meta.modified, offset.now(), Duration::ZERO);
         st.claim = Some(ClaimState {
             id: meta.id,
             stamped: Instant::now(),
         });
         st.offset = Some(offset);
         st.held = true;
+        st.adopted = true;
         st.expires_at = later(Instant::now(), left);
         Ok(Some(Lock {
             inner: Arc::new(inner),
@@ -550,6 +560,8 @@ impl LockBuilder {
                 held: false,
                 expires_at: Instant::now(),
                 waiter: None,
+                adopted: false,
+                malformed: None,
             }),
             pid,
         })
@@ -598,12 +610,16 @@ struct State {
     lifetime: Duration,
     claim: Option<ClaimState>,
     /// The server clock's offset, learned from our latest claim; kept after it is removed.
-    offset: Option<ClockOffset>,
+    offset: Option<ServerClock>,
     held: bool,
     /// Our estimate of when our lock expires, on the monotonic clock.
     expires_at: Instant,
     /// Kept across acquisitions (see `acquire`).
     waiter: Option<Waiter>,
+    /// Taken over by `adopt`: held for another process, so not released on drop.
+    adopted: bool,
+    /// A malformed lock file seen, and since when (kept across `try_lock` attempts).
+    malformed: Option<(FileId, Instant)>,
 }
 
 pub(crate) struct Inner {
@@ -1058,10 +1074,10 @@ impl Lock {
     /// ```
     pub fn expires_in(&self) -> Result<Option<Duration>> {
         let inner = &self.inner;
-        let Some((meta, _)) = inner.read_lock(&inner.lockfile)? else {
+        let Some((meta, Some(holder))) = inner.read_lock(&inner.lockfile)? else {
             return Ok(None);
         };
-        let now = inner.server_now(&inner.lock_state());
+        let now = inner.now_for(&inner.lock_state(), &holder);
         Ok(Some(claim::time_left(meta.modified, now, Duration::ZERO)))
     }
 
@@ -1246,7 +1262,7 @@ impl Drop for Lock {
             .inner
             .state
             .lock()
-            .map(|s| s.claim.is_some())
+            .map(|s| s.claim.is_some() && !s.adopted)
             .unwrap_or(false);
         if held {
             if let Err(e) = self.inner.release(true) {
@@ -1436,11 +1452,36 @@ impl Inner {
         }
     }
 
+    /// Runs a removal by name (`unlink`, `rename`) of a file that may not be ours a moment
+    /// later, retrying only `EINTR` (the call was not made). Other errors are not retried: on
+    /// NFS the server may have done it, and a retry could remove what now has that name.
+    fn call_removal(&self, mut f: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+        let mut interrupts = 0u32;
+        loop {
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < 1000 => {
+                    interrupts += 1
+                }
+                r => return r,
+            }
+        }
+    }
+
     fn server_now(&self, st: &State) -> SystemTime {
-        let now = self.clock.now();
         match st.offset {
-            Some(o) => o.to_server(now),
-            None => now,
+            Some(o) => o.now(),
+            None => self.clock.now(),
+        }
+    }
+
+    /// The "now" a claim's expiry is judged against: the file server's clock for claims we
+    /// wrote (their expiry is in it), the wall clock (the `clock` hook, flufl.lock's `_now`)
+    /// for claims written by flufl.lock, whose expiry is in their writer's clock.
+    fn now_for(&self, st: &State, c: &Claim) -> SystemTime {
+        if c.ours {
+            self.server_now(st)
+        } else {
+            self.clock.now()
         }
     }
 
@@ -1468,7 +1509,7 @@ impl Inner {
             let meta = self
                 .call(|| self.fs.fstat(&file))
                 .map_err(|e| ("stat claim file", e))?;
-            let offset = ClockOffset::learn(meta.modified, self.clock.now());
+            let offset = ServerClock::learn(meta.modified);
             let expiry = after(meta.modified, st.lifetime);
             self.call(|| self.fs.set_times(&file, expiry))
                 .map_err(|e| ("set expiry of claim file", e))?;
@@ -1493,7 +1534,7 @@ impl Inner {
 
     /// Learns the server's clock without touching the lock: create a private probe file,
     /// read the time the server stamped on it, remove it.
-    fn learn_offset(&self) -> Result<ClockOffset> {
+    fn learn_offset(&self) -> Result<ServerClock> {
         let mut probe = self.claimfile.clone().into_os_string();
         probe.push(".clk");
         let probe = PathBuf::from(probe);
@@ -1502,11 +1543,10 @@ impl Inner {
             .call(|| self.fs.create_new(&probe))
             .map_err(|e| Error::io("create clock probe file", &probe, e))?;
         let meta = self.call(|| self.fs.fstat(&file));
-        let local = self.clock.now();
         drop(file);
         let _ = self.call(|| self.fs.unlink(&probe));
         let meta = meta.map_err(|e| Error::io("stat clock probe file", &probe, e))?;
-        Ok(ClockOffset::learn(meta.modified, local))
+        Ok(ServerClock::learn(meta.modified))
     }
 
     /// Breaks the lock if it is expired or its holder is proven dead (or, with `force`,
@@ -1532,8 +1572,11 @@ impl Inner {
                     View::Malformed(m) => return Err(malformed_error(&self.lockfile, &m)),
                 };
                 let live = self.liveness(&holder);
-                let expired =
-                    claim::expired(meta.modified, self.server_now(&st), self.slop(&holder));
+                let expired = claim::expired(
+                    meta.modified,
+                    self.now_for(&st, &holder),
+                    self.slop(&holder),
+                );
                 if !(force || expired || live == Liveness::Dead) {
                     return Ok(BreakOutcome::Live(holder.details));
                 }
@@ -1734,7 +1777,6 @@ impl Inner {
         let mut last_holder: Option<FileId> = None;
         let mut transient = 0u32;
         let mut logged = false;
-        let mut malformed: Option<(FileId, Instant)> = None;
         let mut last_alive: Option<FileId> = None;
         loop {
             // Keep our claim's expiry fresh while we wait, so the lock is not born expired.
@@ -1804,11 +1846,11 @@ impl Inner {
                 }
                 View::Theirs(meta, c) => (meta, c),
                 View::Malformed(meta) => {
-                    let since = match malformed {
+                    let since = match st.malformed {
                         Some((id, t)) if id == meta.id => t,
                         _ => Instant::now(),
                     };
-                    malformed = Some((meta.id, since));
+                    st.malformed = Some((meta.id, since));
                     if since.elapsed() >= MALFORMED_GRACE {
                         return Err(malformed_error(&self.lockfile, &meta));
                     }
@@ -1828,8 +1870,8 @@ impl Inner {
                 }
             };
             transient = 0;
-            malformed = None;
-            let server_now = self.server_now(st);
+            st.malformed = None;
+            let server_now = self.now_for(st, &holder);
             let slop = self.slop(&holder);
             // A holder proven alive whose process we watch (pidfd) stays alive until the watch
             // says otherwise: no need to read /proc on every wake.
@@ -2007,7 +2049,7 @@ impl Inner {
                     "removing break marker {} left by a crashed breaker",
                     self.marker.display()
                 );
-                self.remove_exact(&self.marker, meta.id)?;
+                self.remove_exact(&self.marker, meta.id, |_| true)?;
                 continue;
             }
             return Ok(Marker::Busy);
@@ -2015,11 +2057,15 @@ impl Inner {
         Ok(Marker::Busy)
     }
 
+    fn marker_is_ours(&self, st: &State) -> bool {
+        matches!(self.fs.lstat(&self.marker), Ok(m) if st.claim.is_some_and(|c| c.id == m.id))
+    }
+
     fn release_marker(&self, st: &State) {
         // Under the marker protocol no one else removes a fresh marker; check anyway.
         match self.fs.lstat(&self.marker) {
             Ok(m) if st.claim.is_some_and(|c| c.id == m.id) => {
-                if let Err(e) = self.call(|| self.fs.unlink(&self.marker)) {
+                if let Err(e) = self.call_removal(|| self.fs.unlink(&self.marker)) {
                     log::warn!(
                         "failed to remove break marker {}: {e}",
                         self.marker.display()
@@ -2035,8 +2081,12 @@ impl Inner {
 
     /// Removes `path` only if it is still the file `id`: rename it to a private name,
     /// compare, and put back what was not ours to remove.
-    fn remove_exact(&self, path: &Path, id: FileId) -> Result<bool> {
-        match self.call(|| self.fs.rename(path, &self.taken)) {
+    ///
+    /// `still` re-judges the file taken, on the attributes read after the rename (which no
+    /// one else can change by that name any more): a lock refreshed between our judgement
+    /// and our rename is put back.
+    fn remove_exact(&self, path: &Path, id: FileId, still: impl Fn(&Meta) -> bool) -> Result<bool> {
+        match self.call_removal(|| self.fs.rename(path, &self.taken)) {
             Ok(()) => {}
             // Gone, or a lost NFS reply to a RENAME that was done: look at the private name.
             Err(e) if is_not_found(&e) && self.fs.lstat(&self.taken).is_ok() => {}
@@ -2044,10 +2094,10 @@ impl Inner {
             Err(e) => return Err(Error::io("rename away", path, e)),
         }
         let taken = self.call(|| self.fs.lstat(&self.taken));
-        let same = matches!(taken, Ok(ref m) if m.id == id);
+        let same = matches!(taken, Ok(ref m) if m.id == id && still(m));
         if !same {
-            // A peer that ignores the marker (flufl.lock) replaced it: put it back, never
-            // over a name that exists again.
+            // A peer that ignores the marker (flufl.lock) replaced it, or its holder
+            // refreshed it meanwhile: put it back, never over a name that exists again.
             match self.call(|| self.fs.link(&self.taken, path)) {
                 Ok(()) => log::warn!("{} changed while being broken; put it back", path.display()),
                 Err(e) => log::error!(
@@ -2098,13 +2148,23 @@ impl Inner {
                 return Ok(false);
             }
             let live = self.liveness(&holder);
-            let expired = claim::expired(meta.modified, self.server_now(st), self.slop(&holder));
+            let expired =
+                claim::expired(meta.modified, self.now_for(st, &holder), self.slop(&holder));
             let breakable = live == Liveness::Dead || expired || (force && meta.id == judged);
             if !breakable {
                 // Changed hands to a live holder (try again), or refreshed meanwhile.
                 return Ok(meta.id != judged);
             }
-            if !self.remove_exact(&self.lockfile, meta.id)? {
+            // Still our marker? (A stale-marker remover elsewhere may have displaced it.)
+            if !self.marker_is_ours(st) {
+                return Ok(false);
+            }
+            let still = |m: &Meta| {
+                force
+                    || live == Liveness::Dead
+                    || claim::expired(m.modified, self.now_for(st, &holder), self.slop(&holder))
+            };
+            if !self.remove_exact(&self.lockfile, meta.id, still)? {
                 return Ok(true);
             }
             log::warn!(
@@ -2123,31 +2183,42 @@ impl Inner {
     /// Removes a broken holder's claim file: only the exact inode we broke, only in the lock's
     /// directory, only with a claim file's name for this lock.
     fn remove_holder_claim(&self, holder: &Claim, id: FileId) {
-        let (Some(dir), Some(name), Some(lock_name)) = (
-            self.lockfile.parent(),
-            holder.path.file_name(),
-            self.lockfile.file_name(),
-        ) else {
+        let (Some(dir), Some(name)) = (self.lockfile.parent(), holder.path.file_name()) else {
             return;
         };
-        let mut prefix = claim::path_to_bytes(Path::new(lock_name));
-        prefix.extend_from_slice(self.sep.to_string().as_bytes());
-        let name_bytes = claim::path_to_bytes(Path::new(name));
-        let other_sep = if self.sep == '|' { b'^' } else { b'|' };
-        let mut prefix2 = claim::path_to_bytes(Path::new(lock_name));
-        prefix2.push(other_sep);
-        if !name_bytes.starts_with(&prefix) && !name_bytes.starts_with(&prefix2) {
+        if !self.is_claim_name(name) {
             return;
         }
         let path = dir.join(name);
         if matches!(self.fs.lstat(&path), Ok(m) if m.id == id && m.kind == FileKind::Regular) {
-            if let Err(e) = self.call(|| self.fs.unlink(&path)) {
+            if let Err(e) = self.call_removal(|| self.fs.unlink(&path)) {
                 log::warn!(
                     "failed to remove broken holder's claim file {}: {e}",
                     path.display()
                 );
             }
         }
+    }
+
+    /// Whether `name` is a claim file name for this lock: `<lock name><SEP>...`, with our
+    /// separator or the other platform's.
+    fn is_claim_name(&self, name: &std::ffi::OsStr) -> bool {
+        let Some(lock_name) = self.lockfile.file_name() else {
+            return false;
+        };
+        let lock = claim::path_to_bytes(Path::new(lock_name));
+        let name = claim::path_to_bytes(Path::new(name));
+        name.len() > lock.len() + 1
+            && name.starts_with(&lock)
+            && [self.sep, if self.sep == '|' { '^' } else { '|' }]
+                .iter()
+                .any(|c| name[lock.len()..].starts_with(c.to_string().as_bytes()))
+    }
+
+    /// Whether `path` is a claim file of this lock, in the lock's own directory.
+    fn is_sibling_claim(&self, path: &Path) -> bool {
+        path.parent() == self.lockfile.parent()
+            && path.file_name().is_some_and(|n| self.is_claim_name(n))
     }
 
     fn is_ours(&self, st: &State) -> Result<bool> {
@@ -2217,7 +2288,7 @@ impl Inner {
 
     /// Removes the lock file, which we have just confirmed is ours.
     fn unlink_lock(&self) -> Result<()> {
-        match self.call(|| self.fs.unlink(&self.lockfile)) {
+        match self.call_removal(|| self.fs.unlink(&self.lockfile)) {
             Ok(()) => Ok(()),
             // Confirmed ours an instant ago: a lost NFS reply to a REMOVE that was done.
             Err(e) if is_not_found(&e) => Ok(()),
@@ -2234,6 +2305,17 @@ impl Inner {
             return Err(self.lost("unlock"));
         }
         let r = match self.read_lock(&self.lockfile) {
+            // (Re-check the marker: a stale-marker remover elsewhere may have displaced it,
+            // and then a breaker may be acting; leave the lock to expire rather than race.)
+            Ok(Some((m, _))) if m.id == c.id && !self.marker_is_ours(st) => Err(Error::new(
+                ErrorKind::Io,
+                &self.marker,
+                format!(
+                    "break marker {} was displaced while unlocking; {} left to expire",
+                    self.marker.display(),
+                    self.lockfile.display()
+                ),
+            )),
             Ok(Some((m, _))) if m.id == c.id => self.unlink_lock(),
             Ok(_) => Err(self.lost("unlock")),
             Err(e) => Err(e),
@@ -2262,6 +2344,35 @@ impl Inner {
         }
         let now = Instant::now();
         let expiry = after(self.server_now(&st), st.lifetime);
+        let lost = |unconditionally: bool| {
+            if unconditionally {
+                Ok(())
+            } else {
+                Err(self.lost("refresh"))
+            }
+        };
+        if later(now, self.cfg.clock_margin.saturating_mul(2)) >= st.expires_at {
+            // Near or past expiry a breaker may be judging our lock right now: refresh under
+            // the marker, as an unlock does, so its judgement and our new expiry cannot cross.
+            if !self.take_marker_patiently(&st, "refresh safely")? {
+                return lost(unconditionally);
+            }
+            let ours = matches!(self.read_lock(&self.lockfile),
+                Ok(Some((m, _))) if st.claim.is_some_and(|c| c.id == m.id));
+            let stamped = if ours {
+                self.call(|| self.fs.set_path_times(&self.claimfile, expiry))
+                    .map_err(|e| Error::io("set expiry of claim file", &self.claimfile, e))
+            } else {
+                Ok(())
+            };
+            self.release_marker(&st);
+            stamped?;
+            if !ours {
+                return lost(unconditionally);
+            }
+            st.expires_at = later(now, st.lifetime);
+            return Ok(());
+        }
         match self.call(|| self.fs.set_path_times(&self.claimfile, expiry)) {
             Ok(()) => {}
             // A breaker removed our claim file with the lock it was: the lock is lost.
@@ -2300,7 +2411,10 @@ impl Inner {
             ));
         }
         let ours = st.claim.is_some_and(|c| c.id == meta.id);
-        let now = self.server_now(&st);
+        let now = match &parsed {
+            Some(c) => self.now_for(&st, c),
+            None => self.server_now(&st),
+        };
         let liveness = match &parsed {
             Some(c) => match self.liveness(c) {
                 // Like flufl.lock's report: same host name and no such pid reads as stale.

@@ -123,3 +123,20 @@ async fn async_keep_alive() {
     drop(keep);
     lock.unlock().unwrap();
 }
+
+/// A malformed lock file is reported after the same one-second grace as in `lock()`, not
+/// waited on forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_malformed_lock_is_an_error() {
+    let (_dir, path) = lock_path();
+    std::fs::write(&path, b"garbage").unwrap();
+    let waiter = Lock::new(&path).unwrap();
+    let t = std::time::Instant::now();
+    let e = waiter
+        .lock_timeout_async(Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert_eq!(std::fs::read(&path).unwrap(), b"garbage");
+}

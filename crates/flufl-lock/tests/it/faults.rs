@@ -563,3 +563,75 @@ fn lost_remove_and_rename_replies() {
         files_in(dir.path())
     );
 }
+
+/// A refresh near expiry and a breaker that already judged the lock expired never both
+/// win. Here the breaker is paused (after judging, before its rename) for longer than the
+/// holder's marker lifetime, so the refreshing holder presumes the marker stale, removes it
+/// and refreshes; the breaker, resuming, finds its marker displaced and does not break. The
+/// outcome must be consistent: a refresh that said Ok keeps the lock, and the breaker does
+/// not hold it (flufl.lock's refresh would just touch the file and the breaker unlink it).
+#[test]
+fn refresh_and_breaker_never_both_win() {
+    let (_dir, path) = lock_path();
+    let holder = Arc::new(
+        Lock::builder(&path)
+            .lifetime(Duration::from_millis(300))
+            .clock_margin(Duration::from_millis(50))
+            .marker_lifetime(Duration::from_millis(200))
+            .build()
+            .unwrap(),
+    );
+    holder.lock().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let fs = FaultyFs::new();
+    let (h2, result) = (holder.clone(), Arc::new(Mutex::new(None)));
+    let r2 = result.clone();
+    // After the breaker pinned and judged the lock, just before it renames it away.
+    fs.rule(
+        Op::Rename,
+        Some("test.lck"),
+        Fault::Hook(Arc::new(move || {
+            *r2.lock().unwrap() = Some(h2.refresh(Some(Duration::from_secs(30)), false));
+        })),
+        1,
+    );
+    let breaker = Lock::builder(&path)
+        .filesystem(fs.clone())
+        .clock_margin(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let broke = breaker.lock_timeout(Duration::from_secs(2)).is_ok();
+    let refreshed = result.lock().unwrap().take().expect("the hook ran").is_ok();
+    assert_ne!(
+        broke, refreshed,
+        "breaker won: {broke}, refresh said Ok: {refreshed}"
+    );
+    assert_eq!(holder.is_locked().unwrap(), refreshed);
+    assert_eq!(breaker.is_locked().unwrap(), broke);
+}
+
+/// A waiter's wall clock stepping forward after it learned the server's clock does not make
+/// it break a live lock early (the server clock runs on the monotonic clock).
+#[test]
+fn wall_clock_step_does_not_break_early() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (_dir, path) = lock_path();
+    let holder = Lock::builder(&path)
+        .lifetime(Duration::from_secs(4))
+        .build()
+        .unwrap();
+    holder.lock().unwrap();
+    let step = Arc::new(AtomicU64::new(0));
+    let s2 = step.clone();
+    let clock =
+        move || std::time::SystemTime::now() + Duration::from_secs(s2.load(Ordering::SeqCst));
+    let waiter = Lock::builder(&path).clock(clock).build().unwrap();
+    let stepper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        step.store(5, Ordering::SeqCst);
+    });
+    let e = waiter.lock_timeout(Duration::from_millis(800)).unwrap_err();
+    stepper.join().unwrap();
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+    assert!(holder.is_locked().unwrap());
+}

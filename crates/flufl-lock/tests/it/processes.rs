@@ -299,3 +299,56 @@ fn pid_reuse_and_unprovable_claims() {
     plant(&path, &host, 4_000_000, "42");
     assert!(Lock::new(&path).unwrap().try_lock().is_err());
 }
+
+/// `adopt` takes over only a claim of this lock, in its directory, that is the lock's own
+/// inode: a lock file naming a file elsewhere (or a claim of another process start) is not
+/// adopted, and the named file is untouched.
+#[test]
+fn adopt_checks_the_claim() {
+    let (boot, ns, start) = proc_identity();
+    let me = std::process::id();
+    let host = Lock::new("/x").unwrap().hostname().to_string();
+    let (dir, path) = lock_path();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere
+        .path()
+        .join(format!("v|{host}|{me}|1.fl1.{boot}.{ns}.{start}"));
+    std::fs::write(&victim, "precious").unwrap();
+    std::fs::write(&path, victim.to_str().unwrap()).unwrap();
+    let adopted = Lock::builder(&path).owner_pid(me).adopt().unwrap();
+    assert!(adopted.is_none());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    std::fs::remove_file(&path).unwrap();
+    // Same name and pid, but another process start time: not ours.
+    plant(
+        &path,
+        &host,
+        me,
+        &format!("1.fl1.{boot}.{ns}.{}", start + 1),
+    );
+    assert!(Lock::builder(&path)
+        .owner_pid(me)
+        .adopt()
+        .unwrap()
+        .is_none());
+    std::fs::remove_file(&path).unwrap();
+    // Ours: adopted, and dropping it does not release it.
+    let l = Lock::builder(&path).owner_pid(me).build().unwrap();
+    l.lock().unwrap();
+    l.leak();
+    let a = Lock::builder(&path)
+        .owner_pid(me)
+        .adopt()
+        .unwrap()
+        .expect("ours");
+    drop(a);
+    assert!(path.exists(), "dropping an adopted lock released it");
+    let a = Lock::builder(&path)
+        .owner_pid(me)
+        .adopt()
+        .unwrap()
+        .expect("ours");
+    a.unlock().unwrap();
+    assert!(!path.exists());
+    let _ = dir;
+}
