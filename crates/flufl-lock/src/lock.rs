@@ -1453,14 +1453,26 @@ impl Inner {
     }
 
     /// Runs a removal by name (`unlink`, `rename`) of a file that may not be ours a moment
-    /// later, retrying only `EINTR` (the call was not made). Other errors are not retried: on
-    /// NFS the server may have done it, and a retry could remove what now has that name.
+    /// later, retrying only errors that say the call was not made: `EINTR`, and on Windows a
+    /// sharing or lock violation (32, 33) when configured as retryable. Others (`ESTALE`,
+    /// `EIO`) are not retried: on NFS the server may have done it, and a retry could remove
+    /// what has that name a moment later.
     fn call_removal(&self, mut f: impl FnMut() -> io::Result<()>) -> io::Result<()> {
-        let mut interrupts = 0u32;
+        let (mut interrupts, mut retries) = (0u32, 0u32);
         loop {
             match f() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < 1000 => {
                     interrupts += 1
+                }
+                Err(e)
+                    if cfg!(windows)
+                        && matches!(e.raw_os_error(), Some(32 | 33))
+                        && e.raw_os_error()
+                            .is_some_and(|n| self.cfg.retry_errnos.contains(&n))
+                        && retries < self.cfg.max_retries =>
+                {
+                    retries += 1;
+                    std::thread::sleep(Duration::from_millis(1 << retries.min(3)));
                 }
                 r => return r,
             }
