@@ -26,6 +26,10 @@ cargo clippy -p flufl-lock -p flufl-lock-cli --target x86_64-pc-windows-gnu --al
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features -q
 python3 scripts/check-deps.py
 
+step "Minimum Rust version: the two published crates build with Rust 1.85 (rust-version)"
+rustup toolchain install 1.85 --profile minimal
+CARGO_TARGET_DIR=target/msrv cargo +1.85 check -p flufl-lock -p flufl-lock-cli --all-features
+
 step "Python venv with the real flufl.lock 10.0.0; libfaketime for the skew tests"
 bash testbed/interop/setup.sh
 sh crates/flufl-lock-stress/setup.sh
