@@ -11,6 +11,8 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod clock;
+mod liveness;
 mod namespaces;
 mod pairs;
 mod skew;

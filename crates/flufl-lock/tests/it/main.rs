@@ -15,6 +15,8 @@ mod faults;
 mod hostile;
 #[cfg(unix)]
 mod processes;
+#[cfg(unix)]
+mod review;
 mod support;
 #[cfg(windows)]
 mod windows;

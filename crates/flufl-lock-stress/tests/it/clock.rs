@@ -1,0 +1,1 @@
+//! Adversarial review (issue 12): clocks that stop or step, and coarse timestamps.
