@@ -3,9 +3,11 @@
 //! A claim is `<lockfile><SEP><hostname><SEP><pid><SEP><random>`, written into a file of that
 //! name beside the lock file; the lock file is a hard link to it. This is flufl.lock 10.0.0's
 //! format. Our `<random>` field is `<digits>.fl1` followed, where the platform can prove it,
-//! by `.<boot id>.<pid namespace>.<process start time>`: flufl.lock ignores the field, and we
-//! use it to know that (a) the lock's expiry was written in the file server's clock and
-//! (b) whether its holder ran on this machine, in this boot and pid namespace.
+//! by `.<boot id>.<pid namespace>.<time namespace>.<process start time>`: flufl.lock ignores
+//! the field, and we use it to know that (a) the lock's expiry was written in the file
+//! server's clock and (b) whether its holder ran on this machine, in this boot, pid namespace
+//! and time namespace. (Claims of versions before 0.2 carried no time namespace; they parse
+//! without an origin, so their holders are recovered by expiry, never by a pid check.)
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -49,6 +51,8 @@ pub(crate) struct Origin {
     pub boot_id: String,
     /// Inode of the holder's pid namespace.
     pub pid_ns: u64,
+    /// Inode of the holder's time namespace (0: a kernel without time namespaces).
+    pub time_ns: u64,
     /// Holder's start time in clock ticks since boot.
     pub start_time: u64,
 }
@@ -95,8 +99,8 @@ pub(crate) fn random_field(random: u64, origin: Option<&Origin>) -> String {
     let random = random & (i64::MAX as u64);
     match origin {
         Some(o) => format!(
-            "{random}.{OURS}.{}.{}.{}",
-            o.boot_id, o.pid_ns, o.start_time
+            "{random}.{OURS}.{}.{}.{}.{}",
+            o.boot_id, o.pid_ns, o.time_ns, o.start_time
         ),
         None => format!("{random}.{OURS}"),
     }
@@ -128,11 +132,14 @@ fn parse_origin(random: &str) -> (bool, Option<Origin>) {
     }
     let rest: Vec<&str> = parts.collect();
     let origin = match rest.as_slice() {
-        [boot, ns, start] if boot.len() == 32 && boot.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            match (ns.parse(), start.parse()) {
-                (Ok(pid_ns), Ok(start_time)) => Some(Origin {
+        [boot, ns, tns, start]
+            if boot.len() == 32 && boot.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            match (ns.parse(), tns.parse(), start.parse()) {
+                (Ok(pid_ns), Ok(time_ns), Ok(start_time)) => Some(Origin {
                     boot_id: boot.to_ascii_lowercase(),
                     pid_ns,
+                    time_ns,
                     start_time,
                 }),
                 _ => None,
@@ -230,29 +237,110 @@ fn to_nanos(t: SystemTime) -> i128 {
     }
 }
 
-/// The file server's clock, learned from the time the server stamped on a file we just
-/// created, and carried forward on the monotonic clock: a step of our wall clock (NTP, an
-/// operator) after learning does not move it.
+/// The file server's clock, learned from a time the server stamped on a file during one of our
+/// calls, and carried forward on our boot clock ([`crate::sys::Fs::boot_clock`], which runs on
+/// while the machine is suspended, unlike the monotonic clock).
+///
+/// It is known only within bounds, and each use takes the safe one:
+/// - **at least** `server + (now - after)`: the stamp was made before the call returned at
+///   `after`, and stored times are truncated to the filesystem's granularity, never rounded
+///   up. Judging others' locks uses this, so a lock is never judged expired early.
+/// - **at most** `server + granularity + (now - before)`: the stamp was made after the call
+///   began at `before`. Our own lease's deadline uses this, so the holder never believes its
+///   lock lasts longer than the file says, however slow the calls were.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ServerClock {
     server: SystemTime,
-    at: std::time::Instant,
+    before: Duration,
+    after: Duration,
+    granularity: Duration,
 }
 
 impl ServerClock {
-    /// The server said `server` at about this moment.
-    pub fn learn(server: SystemTime) -> ServerClock {
+    /// The server stamped `server` during a call made between boot-clock times `before` and
+    /// `after`. The timestamp granularity is guessed from the stamp (whole seconds: 1 s, or
+    /// 2 s, FAT's, when even).
+    pub fn learn(server: SystemTime, before: Duration, after: Duration) -> ServerClock {
         ServerClock {
             server,
-            at: std::time::Instant::now(),
+            before: before.min(after),
+            after,
+            granularity: granularity_of(server),
         }
     }
 
-    /// The server's time now, by our estimate.
-    pub fn now(self) -> SystemTime {
-        self.server
-            .checked_add(self.at.elapsed())
-            .unwrap_or(self.server)
+    /// The least the server's time can be at boot-clock time `now`.
+    pub fn now(&self, now: Duration) -> SystemTime {
+        add_signed(self.server, nanos(now) - nanos(self.after))
+    }
+
+    /// The expiry to write for a lease of `lifetime` taken at boot-clock time `now`: a
+    /// `lifetime` after the least the server's time can be then, plus the granularity (so a
+    /// truncated stamp never shortens it), rounded up to the granularity (so storing it
+    /// truncates nothing). A slow call is not added: [`ServerClock::deadline`] takes it off
+    /// the holder's own belief instead.
+    pub fn expiry(&self, now: Duration, lifetime: Duration) -> SystemTime {
+        let t = to_nanos(self.server)
+            .saturating_add(nanos(now) - nanos(self.after))
+            .saturating_add(self.granularity.as_nanos() as i128)
+            .saturating_add(lifetime.as_nanos() as i128);
+        let g = self.granularity.as_nanos().max(1) as i128;
+        from_nanos(t.saturating_add(g - 1).div_euclid(g) * g)
+    }
+
+    /// The boot-clock time until which a lock whose file says it expires at `expiry` is
+    /// surely unexpired: until then the server's time is, at most, `expiry`.
+    pub fn deadline(&self, expiry: SystemTime) -> Duration {
+        let d = nanos(self.before) + to_nanos(expiry)
+            - to_nanos(self.server)
+            - self.granularity.as_nanos() as i128;
+        Duration::from_nanos(d.clamp(0, u64::MAX as i128) as u64)
+    }
+
+    /// How far this clock's least estimate lags `other`'s at boot-clock time `now`: how much
+    /// an expiry written with this clock falls short, if `other` is the fresher reading.
+    pub fn behind(&self, other: &ServerClock, now: Duration) -> Duration {
+        let d = to_nanos(other.now(now)) - to_nanos(self.now(now));
+        Duration::from_nanos(d.clamp(0, u64::MAX as i128) as u64)
+    }
+
+    /// The timestamp granularity guessed from the stamp.
+    pub fn granularity(&self) -> Duration {
+        self.granularity
+    }
+}
+
+/// The coarsest common granularity a stored time shows: 2 s (FAT) or 1 s (ext3, ext4 with
+/// 128-byte inodes, HFS+) for whole seconds, 1 ms, 1 µs (NFSv3 from some servers), 100 ns
+/// (NTFS), else 1 ns. A finer filesystem that happened to stamp a round time makes us round
+/// expiries up a little more than needed, never less.
+fn granularity_of(t: SystemTime) -> Duration {
+    let ns = to_nanos(t);
+    let sub = ns.rem_euclid(1_000_000_000);
+    if sub == 0 {
+        let secs = ns.div_euclid(1_000_000_000);
+        return Duration::from_secs(if secs % 2 == 0 { 2 } else { 1 });
+    }
+    [1_000_000u64, 1_000, 100]
+        .into_iter()
+        .find(|g| sub % *g as i128 == 0)
+        .map_or(Duration::from_nanos(1), Duration::from_nanos)
+}
+
+fn nanos(d: Duration) -> i128 {
+    d.as_nanos() as i128
+}
+
+fn from_nanos(n: i128) -> SystemTime {
+    add_signed(SystemTime::UNIX_EPOCH, n)
+}
+
+fn add_signed(t: SystemTime, n: i128) -> SystemTime {
+    let d = Duration::from_nanos(n.unsigned_abs().min(u64::MAX as u128) as u64);
+    if n >= 0 {
+        t.checked_add(d).unwrap_or(t)
+    } else {
+        t.checked_sub(d).unwrap_or(t)
     }
 }
 
@@ -388,6 +476,7 @@ mod tests {
         Origin {
             boot_id: "bc80367d307347aab258975974cfa98a".into(),
             pid_ns: 4026531836,
+            time_ns: 4026531834,
             start_time: 12345,
         }
     }
@@ -451,14 +540,69 @@ mod tests {
         assert_eq!(parse_any(b"/l|h|3|4", '^').unwrap().details.pid, 3);
     }
 
-    /// The learned server clock runs on from what the server said, whatever our wall clock does.
+    /// The learned server clock runs on from what the server said, on the boot clock given.
     #[test]
-    fn server_clock_runs_on_monotonic_time() {
-        let server = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let c = ServerClock::learn(server);
-        std::thread::sleep(Duration::from_millis(20));
-        let now = c.now();
-        assert!(now >= server + Duration::from_millis(20) && now < server + Duration::from_secs(5));
+    fn server_clock_runs_on_the_boot_clock() {
+        let server = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_000_000_000_123);
+        let c = ServerClock::learn(server, Duration::from_secs(50), Duration::from_secs(51));
+        assert_eq!(c.now(Duration::from_secs(51)), server);
+        assert_eq!(
+            c.now(Duration::from_secs(61)),
+            server + Duration::from_secs(10)
+        );
+    }
+
+    /// The holder's deadline never passes the written expiry in the server's clock: a slow
+    /// call (1 s between `before` and `after`) shortens the deadline by that second.
+    #[test]
+    fn deadline_takes_the_slow_call_off_the_lease() {
+        let server = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_000_000_000_123);
+        let c = ServerClock::learn(server, Duration::from_secs(50), Duration::from_secs(51));
+        let lifetime = Duration::from_secs(4);
+        let e = c.expiry(Duration::from_secs(51), lifetime);
+        // Written: a lifetime after the least server time (plus 1 ns of granularity).
+        assert!(e >= server + lifetime);
+        assert!(e <= server + lifetime + Duration::from_micros(1));
+        // Surely unexpired until boot time 54 (= 50 + 4, the call began at 50), not 55.
+        let d = c.deadline(e);
+        assert!(d >= Duration::from_secs(54) - Duration::from_micros(1));
+        assert!(d <= Duration::from_secs(54));
+    }
+
+    /// On a filesystem with 1-second timestamps the expiry is rounded up to a whole second
+    /// and the deadline allows for the truncated stamp.
+    #[test]
+    fn coarse_timestamps_round_the_expiry_up() {
+        let server = SystemTime::UNIX_EPOCH + Duration::from_secs(1001);
+        let c = ServerClock::learn(server, Duration::from_secs(10), Duration::from_secs(10));
+        assert_eq!(c.granularity(), Duration::from_secs(1));
+        let e = c.expiry(Duration::from_secs(10), Duration::from_millis(1900));
+        // The server's time was in [1001, 1002): 1002 + 1.9 s, rounded up to 1004.
+        assert_eq!(e, SystemTime::UNIX_EPOCH + Duration::from_secs(1004));
+        // Surely unexpired while the server's time is at most 1004: for 2 s after `before`.
+        assert_eq!(c.deadline(e), Duration::from_secs(12));
+        let fat = ServerClock::learn(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1000),
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        assert_eq!(fat.granularity(), Duration::from_secs(2));
+        let e = fat.expiry(Duration::ZERO, Duration::from_secs(1));
+        assert_eq!(e, SystemTime::UNIX_EPOCH + Duration::from_secs(1004));
+    }
+
+    /// A fresher reading that is ahead says how far an older estimate fell behind (a suspend
+    /// the clock missed, a step of the server's clock).
+    #[test]
+    fn behind_measures_a_stale_estimate() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_nanos(s * 1_000_000_000 + 7);
+        let old = ServerClock::learn(t(100), Duration::ZERO, Duration::ZERO);
+        let fresh = ServerClock::learn(t(118), Duration::from_secs(10), Duration::from_secs(10));
+        assert_eq!(
+            old.behind(&fresh, Duration::from_secs(10)),
+            Duration::from_secs(8)
+        );
+        assert_eq!(fresh.behind(&old, Duration::from_secs(10)), Duration::ZERO);
     }
 
     /// Expiry includes the slop: not expired at expiry + slop, expired just after.

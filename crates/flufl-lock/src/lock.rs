@@ -461,7 +461,10 @@ impl LockBuilder {
         let id = &inner.identity;
         let proof = match (&holder.origin, &id.boot_id, id.pid_ns, id.start_time) {
             (Some(o), Some(boot), Some(ns), Some(start)) => {
-                o.boot_id == *boot && o.pid_ns == ns && o.start_time == start
+                o.boot_id == *boot
+                    && o.pid_ns == ns
+                    && Some(o.time_ns) == id.time_ns
+                    && o.start_time == start
             }
             // Platforms without those facts (macOS, Windows) write none: host and pid only.
             (None, None, _, _) => true,
@@ -480,16 +483,18 @@ impl LockBuilder {
         inner.claim_bytes = claim::path_to_bytes(&holder.path);
         inner.claimfile = holder.path;
         let offset = inner.learn_offset()?;
+        let now = inner.fs.boot_clock();
         let st = inner.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        let left = claim::time_left(meta.modified, offset.now(), Duration::ZERO);
+        let deadline = offset.deadline(meta.modified);
         st.claim = Some(ClaimState {
             id: meta.id,
-            stamped: Instant::now(),
+            stamped: now,
+            deadline,
         });
         st.offset = Some(offset);
         st.held = true;
         st.adopted = true;
-        st.expires_at = later(Instant::now(), left);
+        st.expires_at = deadline;
         Ok(Some(Lock {
             inner: Arc::new(inner),
         }))
@@ -515,15 +520,21 @@ impl LockBuilder {
         let mut identity = sys::host_identity();
         let pid = self.owner_pid.unwrap_or_else(std::process::id);
         if self.owner_pid.is_some() {
-            identity.start_time = match RealFs.process(pid) {
+            identity.start_time = match self.fs.process(pid) {
                 ProcState::Running { start } => start,
                 _ => None,
             };
         }
-        let origin = match (&identity.boot_id, identity.pid_ns, identity.start_time) {
-            (Some(b), Some(ns), Some(st)) => Some(claim::Origin {
+        let origin = match (
+            &identity.boot_id,
+            identity.pid_ns,
+            identity.time_ns,
+            identity.start_time,
+        ) {
+            (Some(b), Some(ns), Some(tns), Some(st)) => Some(claim::Origin {
                 boot_id: b.clone(),
                 pid_ns: ns,
+                time_ns: tns,
                 start_time: st,
             }),
             _ => None,
@@ -535,7 +546,6 @@ impl LockBuilder {
             s.push(suffix);
             PathBuf::from(s)
         };
-        let pin = with(".pin");
         let taken = with(".brk");
         let mut marker = lockfile.clone().into_os_string();
         marker.push(".break");
@@ -544,7 +554,6 @@ impl LockBuilder {
             marker: PathBuf::from(marker),
             lockfile,
             claimfile,
-            pin,
             taken,
             sep: self.separator,
             hostname,
@@ -558,7 +567,7 @@ impl LockBuilder {
                 claim: None,
                 offset: None,
                 held: false,
-                expires_at: Instant::now(),
+                expires_at: Duration::ZERO,
                 waiter: None,
                 adopted: false,
                 malformed: None,
@@ -568,15 +577,7 @@ impl LockBuilder {
     }
 }
 
-/// `t + d`, saturating at a far future instead of panicking on absurd lifetimes.
-fn after(t: SystemTime, d: Duration) -> SystemTime {
-    // About 10,000 years: within every platform's range (Windows counts from 1601).
-    t.checked_add(d.min(Duration::from_secs(315_576_000_000)))
-        .or_else(|| t.checked_add(Duration::from_secs(86_400 * 365)))
-        .unwrap_or(t)
-}
-
-/// `t + d` on the monotonic clock, saturating likewise.
+/// `t + d` on the monotonic clock, saturating at a far future.
 fn later(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
         .or_else(|| t.checked_add(Duration::from_secs(86_400 * 365 * 100)))
@@ -601,8 +602,11 @@ fn random_u64() -> u64 {
 #[derive(Debug, Clone, Copy)]
 struct ClaimState {
     id: FileId,
-    /// When we last wrote the claim's expiry, on the monotonic clock.
-    stamped: Instant,
+    /// When we last wrote the claim's expiry, on the boot clock ([`Fs::boot_clock`]).
+    stamped: Duration,
+    /// Until when, on the boot clock, the expiry written is surely in the future of the
+    /// server's clock ([`ServerClock::deadline`]).
+    deadline: Duration,
 }
 
 #[derive(Debug)]
@@ -612,8 +616,9 @@ struct State {
     /// The server clock's offset, learned from our latest claim; kept after it is removed.
     offset: Option<ServerClock>,
     held: bool,
-    /// Our estimate of when our lock expires, on the monotonic clock.
-    expires_at: Instant,
+    /// Until when our lock is surely unexpired, on the boot clock: never later than what
+    /// any waiter computes from the file.
+    expires_at: Duration,
     /// Kept across acquisitions (see `acquire`).
     waiter: Option<Waiter>,
     /// Taken over by `adopt`: held for another process, so not released on drop.
@@ -627,7 +632,6 @@ pub(crate) struct Inner {
     claimfile: PathBuf,
     claim_bytes: Vec<u8>,
     marker: PathBuf,
-    pin: PathBuf,
     taken: PathBuf,
     sep: char,
     hostname: String,
@@ -649,6 +653,18 @@ enum Marker {
     Busy,
     /// Our claim file is gone (a breaker removed it with the lock it was).
     NoClaim,
+}
+
+/// The outcome of stamping our claim's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    /// Stamped and read back; `State::claim` has the new deadline.
+    Done,
+    /// Our claim file is gone: a breaker removed it with the lock it was (flufl.lock's
+    /// break removes the claim first, then the lock), or a cleaner did.
+    Gone,
+    /// The file read back is not our claim: the lock changed hands.
+    NotOurs,
 }
 
 /// What the lock file is, read without following links.
@@ -1356,8 +1372,7 @@ impl KeepAlive {
                     match inner.refresh(None, false) {
                         Ok(()) => log::debug!("refreshed {}", inner.lockfile.display()),
                         Err(e) => {
-                            let expired = Instant::now() >= inner.lock_state().expires_at;
-                            if e.kind() == ErrorKind::NotLocked || expired {
+                            if e.kind() == ErrorKind::NotLocked || inner.expired_locally() {
                                 log::error!("lost the lock {}: {e}", inner.lockfile.display());
                                 lost2.store(true, Ordering::SeqCst);
                                 on_lost(&e);
@@ -1419,10 +1434,18 @@ impl Inner {
         self.lock_state().lifetime
     }
 
-    #[cfg(feature = "tokio")]
-    /// Whether our own monotonic estimate says our lock has expired.
+    /// Whether our own lease may have run out (by the boot clock, which counts a suspend).
     pub(crate) fn expired_locally(&self) -> bool {
-        Instant::now() >= self.lock_state().expires_at
+        self.fs.boot_clock() >= self.lock_state().expires_at
+    }
+
+    /// Whether our lease has less than twice the clock margin left: a breaker may be judging
+    /// it now, so removing or re-stamping it must serialise with breakers (the marker).
+    fn near_expiry(&self, st: &State) -> bool {
+        self.fs
+            .boot_clock()
+            .saturating_add(self.cfg.clock_margin.saturating_mul(2))
+            >= st.expires_at
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
@@ -1479,9 +1502,11 @@ impl Inner {
         }
     }
 
+    /// The least the file server's time can be now, by our estimate; the wall clock until
+    /// we have one.
     fn server_now(&self, st: &State) -> SystemTime {
         match st.offset {
-            Some(o) => o.now(),
+            Some(o) => o.now(self.fs.boot_clock()),
             None => self.clock.now(),
         }
     }
@@ -1501,6 +1526,8 @@ impl Inner {
     /// server's clock from the time it stamped, and set the expiry in that clock.
     fn create_claim(&self, st: &mut State) -> Result<()> {
         let path = &self.claimfile;
+        // Taken before the create: the server stamped the claim after this moment.
+        let before = self.fs.boot_clock();
         let file = match self.call(|| self.fs.create_new(path)) {
             Ok(f) => f,
             Err(e) if is_exists(&e) => {
@@ -1521,19 +1548,21 @@ impl Inner {
             let meta = self
                 .call(|| self.fs.fstat(&file))
                 .map_err(|e| ("stat claim file", e))?;
-            let offset = ServerClock::learn(meta.modified);
-            let expiry = after(meta.modified, st.lifetime);
+            let now = self.fs.boot_clock();
+            let clock = ServerClock::learn(meta.modified, before, now);
+            let expiry = clock.expiry(now, st.lifetime);
             self.call(|| self.fs.set_times(&file, expiry))
                 .map_err(|e| ("set expiry of claim file", e))?;
-            Ok::<_, (&str, io::Error)>((meta.id, offset))
+            Ok::<_, (&str, io::Error)>((meta.id, clock, now, clock.deadline(expiry)))
         })();
         drop(file);
         match stamped {
-            Ok((id, offset)) => {
-                st.offset = Some(offset);
+            Ok((id, clock, now, deadline)) => {
+                st.offset = Some(clock);
                 st.claim = Some(ClaimState {
                     id,
-                    stamped: Instant::now(),
+                    stamped: now,
+                    deadline,
                 });
                 Ok(())
             }
@@ -1551,14 +1580,16 @@ impl Inner {
         probe.push(".clk");
         let probe = PathBuf::from(probe);
         let _ = self.fs.unlink(&probe);
+        let before = self.fs.boot_clock();
         let file = self
             .call(|| self.fs.create_new(&probe))
             .map_err(|e| Error::io("create clock probe file", &probe, e))?;
         let meta = self.call(|| self.fs.fstat(&file));
+        let after = self.fs.boot_clock();
         drop(file);
         let _ = self.call(|| self.fs.unlink(&probe));
         let meta = meta.map_err(|e| Error::io("stat clock probe file", &probe, e))?;
-        Ok(ServerClock::learn(meta.modified))
+        Ok(ServerClock::learn(meta.modified, before, after))
     }
 
     /// Breaks the lock if it is expired or its holder is proven dead (or, with `force`,
@@ -1600,7 +1631,7 @@ impl Inner {
                     "forced"
                 };
                 let before = self.fs.lstat(&self.lockfile).ok().map(|m| m.id);
-                self.break_lock(&mut st, meta.id, why, force)?;
+                self.break_lock(&mut st, (meta.id, &holder), why, force)?;
                 let after = self.fs.lstat(&self.lockfile).ok().map(|m| m.id);
                 if after != before || after.is_none() {
                     return Ok(BreakOutcome::Broken(holder.details));
@@ -1621,21 +1652,72 @@ impl Inner {
     }
 
     /// Re-stamps our (unlinked) claim with a fresh expiry after a long wait, so that the
-    /// lock it becomes is not born expired.
+    /// lock it becomes is not born expired. A claim removed meanwhile (a breaker took it with
+    /// a lock it had become, a cleaner) is written again.
     fn restamp_claim(&self, st: &mut State) -> Result<()> {
-        let expiry = after(self.server_now(st), st.lifetime);
-        let Some(c) = st.claim.as_mut() else {
-            return Ok(());
-        };
-        match self.call(|| self.fs.set_path_times(&self.claimfile, expiry)) {
-            Ok(()) => {
-                c.stamped = Instant::now();
-                Ok(())
-            }
-            // A breaker removed it (with the lock it had become): write it again.
-            Err(e) if is_not_found(&e) && !st.held => self.create_claim(st),
-            Err(e) => Err(Error::io("set expiry of claim file", &self.claimfile, e)),
+        match self.stamp(st, &self.claimfile)? {
+            Stamp::Done => Ok(()),
+            Stamp::Gone | Stamp::NotOurs => self.create_claim(st),
         }
+    }
+
+    /// Writes our claim's expiry, a lifetime from the server's time now, then reads the
+    /// attributes back through `check` (the claim, or the lock when we hold it: one inode).
+    ///
+    /// The read-back is also a fresh reading of the server's clock: the change time the
+    /// server stamped while setting the times. If our estimate had fallen behind (a suspend
+    /// our boot clock did not see, a step of the server's clock, or of the wall clock on a
+    /// local filesystem), the expiry just written is short: it is written again from the
+    /// fresh reading. Our deadline is computed from the expiry as stored.
+    fn stamp(&self, st: &mut State, check: &Path) -> Result<Stamp> {
+        let Some(id) = st.claim.map(|c| c.id) else {
+            return Ok(Stamp::Gone);
+        };
+        let mut clock = match st.offset {
+            Some(c) => c,
+            None => self.learn_offset()?,
+        };
+        for again in [false, true] {
+            let before = self.fs.boot_clock();
+            let expiry = clock.expiry(before, st.lifetime);
+            match self.call(|| self.fs.set_path_times(&self.claimfile, expiry)) {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => return Ok(Stamp::Gone),
+                Err(e) => return Err(Error::io("set expiry of claim file", &self.claimfile, e)),
+            }
+            let meta = match self.call(|| self.fs.lstat(check)) {
+                Ok(m) => m,
+                Err(e) if is_not_found(&e) => return Ok(Stamp::NotOurs),
+                Err(e) => return Err(Error::io("stat after setting expiry", check, e)),
+            };
+            if meta.id != id {
+                return Ok(Stamp::NotOurs);
+            }
+            let after = self.fs.boot_clock();
+            let fresh = if sys::CHANGE_TIME_IS_SERVER_TIME {
+                ServerClock::learn(meta.changed, before, after)
+            } else {
+                clock
+            };
+            let behind = clock.behind(&fresh, after);
+            st.offset = Some(fresh);
+            if !again && behind > self.cfg.clock_margin + fresh.granularity() {
+                log::warn!(
+                    "the file server's clock is {behind:.1?} ahead of our estimate (a suspend, \
+                     or a clock step); stamping {} again",
+                    self.claimfile.display()
+                );
+                clock = fresh;
+                continue;
+            }
+            st.claim = Some(ClaimState {
+                id,
+                stamped: before,
+                deadline: fresh.deadline(meta.modified),
+            });
+            break;
+        }
+        Ok(Stamp::Done)
     }
 
     fn remove_claim(&self, st: &mut State) -> Result<()> {
@@ -1708,7 +1790,8 @@ impl Inner {
     }
 
     /// Whether the process that wrote `c` is alive. Dead only with proof: same host name,
-    /// same boot and pid namespace, and the pid is gone, a zombie, or a later process.
+    /// same boot, pid and time namespaces, and the kernel says the pid is gone or every
+    /// thread of it has exited, or `/proc` shows a later process under that pid.
     fn liveness(&self, c: &Claim) -> Liveness {
         if !self.cfg.pid_check || c.details.hostname != self.hostname {
             return Liveness::Unknown;
@@ -1717,7 +1800,12 @@ impl Inner {
             return Liveness::Unknown;
         };
         let id = &self.identity;
-        if id.boot_id.as_deref() != Some(o.boot_id.as_str()) || id.pid_ns != Some(o.pid_ns) {
+        // The same boot and pid namespace, so the pid names the same process table; the same
+        // time namespace, so start times read from /proc compare.
+        if id.boot_id.as_deref() != Some(o.boot_id.as_str())
+            || id.pid_ns != Some(o.pid_ns)
+            || id.time_ns != Some(o.time_ns)
+        {
             return Liveness::Unknown;
         }
         match self.fs.process(c.details.pid) {
@@ -1761,7 +1849,7 @@ impl Inner {
         match result {
             Ok(()) => {
                 st.held = true;
-                st.expires_at = later(st.claim.map_or(start, |c| c.stamped), st.lifetime);
+                st.expires_at = st.claim.map_or(Duration::ZERO, |c| c.deadline);
                 log::debug!("acquired {}", self.lockfile.display());
                 Ok(())
             }
@@ -1792,10 +1880,7 @@ impl Inner {
         let mut last_alive: Option<FileId> = None;
         loop {
             // Keep our claim's expiry fresh while we wait, so the lock is not born expired.
-            if st
-                .claim
-                .is_some_and(|c| c.stamped.elapsed() > st.lifetime / 4)
-            {
+            if self.stamp_is_old(st) {
                 self.restamp_claim(st)?;
             }
             match self.call(|| self.fs.link(&self.claimfile, &self.lockfile)) {
@@ -1900,7 +1985,7 @@ impl Inner {
                 } else {
                     "it expired"
                 };
-                if self.break_lock(st, meta.id, why, false)? {
+                if self.break_lock(st, (meta.id, &holder), why, false)? {
                     backoff.reset();
                     continue;
                 }
@@ -1971,14 +2056,22 @@ impl Inner {
         }
     }
 
+    /// Whether our claim's expiry was stamped more than a quarter of the lifetime ago.
+    fn stamp_is_old(&self, st: &State) -> bool {
+        st.claim
+            .is_some_and(|c| self.fs.boot_clock().saturating_sub(c.stamped) > st.lifetime / 4)
+    }
+
     /// After our link succeeded: if our claim's expiry was stamped long ago (we were paused
     /// between stamping and linking), the lock may have been born expired, and a breaker may
     /// already have judged it so. Under the marker, which every breaker holds while it acts,
     /// confirm the lock is still ours and stamp a fresh expiry. `Ok(false)`: it was broken;
     /// go on waiting. Costs nothing when the stamp is fresh (always, uncontended).
+    ///
+    /// A claim file that vanished here means the lock was broken (flufl.lock's break
+    /// removes the claim, then the lock): it is never written again in the confirmation.
     fn confirm_fresh(&self, st: &mut State) -> Result<bool> {
-        let Some(c) = st.claim else { return Ok(true) };
-        if c.stamped.elapsed() <= st.lifetime / 4 {
+        if !self.stamp_is_old(st) {
             return Ok(true);
         }
         if !self.take_marker_patiently(st, "confirm a new lock")? {
@@ -1986,10 +2079,17 @@ impl Inner {
             // writes the claim again.)
             return Ok(false);
         }
-        let ours = matches!(self.read_lock(&self.lockfile), Ok(Some((m, _))) if m.id == c.id);
-        let stamped = if ours { self.restamp_claim(st) } else { Ok(()) };
-        self.release_marker(st);
-        stamped?;
+        // The marker is released with the claim it was taken with, whatever `stamp` finds.
+        let marker_claim = st.claim;
+        let ours = match self.read_lock(&self.lockfile) {
+            Ok(Some((m, _))) if st.claim.is_some_and(|c| c.id == m.id) => {
+                self.stamp(st, &self.lockfile).map(|s| s == Stamp::Done)
+            }
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        };
+        self.release_marker_of(marker_claim);
+        let ours = ours?;
         if !ours {
             log::warn!(
                 "{} was broken while we were paused after taking it; waiting again",
@@ -2052,16 +2152,31 @@ impl Inner {
             if st.claim.is_some_and(|c| c.id == meta.id) {
                 return Ok(Marker::Taken); // lost reply
             }
+            if meta.kind != FileKind::Regular {
+                // No process of ours made it, and none will remove it: waiting would hang.
+                return Err(Error::invalid(
+                    &self.marker,
+                    format!(
+                        "break marker {} is a {}, not a regular file; refusing to touch it \
+                         (remove it by hand if no process uses it)",
+                        self.marker.display(),
+                        kind_name(meta.kind)
+                    ),
+                ));
+            }
             let dead = parsed
                 .as_ref()
                 .is_some_and(|c| self.liveness(c) == Liveness::Dead);
             let old = claim::expired(meta.changed, self.server_now(st), self.cfg.marker_lifetime);
-            if meta.kind == FileKind::Regular && (dead || old) {
+            if dead || old {
                 log::warn!(
                     "removing break marker {} left by a crashed breaker",
                     self.marker.display()
                 );
-                self.remove_exact(&self.marker, meta.id, |_| true)?;
+                let content = parsed.map(|c| c.path);
+                self.remove_exact(&self.marker, meta.id, |_, c| {
+                    c.map(|c| &c.path) == content.as_ref()
+                })?;
                 continue;
             }
             return Ok(Marker::Busy);
@@ -2074,9 +2189,14 @@ impl Inner {
     }
 
     fn release_marker(&self, st: &State) {
+        self.release_marker_of(st.claim);
+    }
+
+    /// Releases the marker taken with `claim`.
+    fn release_marker_of(&self, claim: Option<ClaimState>) {
         // Under the marker protocol no one else removes a fresh marker; check anyway.
         match self.fs.lstat(&self.marker) {
-            Ok(m) if st.claim.is_some_and(|c| c.id == m.id) => {
+            Ok(m) if claim.is_some_and(|c| c.id == m.id) => {
                 if let Err(e) = self.call_removal(|| self.fs.unlink(&self.marker)) {
                     log::warn!(
                         "failed to remove break marker {}: {e}",
@@ -2091,13 +2211,19 @@ impl Inner {
         }
     }
 
-    /// Removes `path` only if it is still the file `id`: rename it to a private name,
-    /// compare, and put back what was not ours to remove.
+    /// Removes `path` only if it is still the file `id` with the same content: rename it to
+    /// a private name, read it there, and put back what was not ours to remove.
     ///
-    /// `still` re-judges the file taken, on the attributes read after the rename (which no
-    /// one else can change by that name any more): a lock refreshed between our judgement
-    /// and our rename is put back.
-    fn remove_exact(&self, path: &Path, id: FileId, still: impl Fn(&Meta) -> bool) -> Result<bool> {
+    /// `still` re-judges the file taken, on the attributes and claim read after the rename
+    /// (which no one else can change by that name any more): a lock refreshed between our
+    /// judgement and our rename is put back. The content (a claim's unique path) tells a
+    /// recycled inode number from the file judged, so no pin is needed to hold the inode.
+    fn remove_exact(
+        &self,
+        path: &Path,
+        id: FileId,
+        still: impl Fn(&Meta, Option<&Claim>) -> bool,
+    ) -> Result<bool> {
         match self.call_removal(|| self.fs.rename(path, &self.taken)) {
             Ok(()) => {}
             // Gone, or a lost NFS reply to a RENAME that was done: look at the private name.
@@ -2105,8 +2231,8 @@ impl Inner {
             Err(e) if is_not_found(&e) => return Ok(false),
             Err(e) => return Err(Error::io("rename away", path, e)),
         }
-        let taken = self.call(|| self.fs.lstat(&self.taken));
-        let same = matches!(taken, Ok(ref m) if m.id == id && still(m));
+        let taken = self.read_lock(&self.taken);
+        let same = matches!(&taken, Ok(Some((m, c))) if m.id == id && still(m, c.as_ref()));
         if !same {
             // A peer that ignores the marker (flufl.lock) replaced it, or its holder
             // refreshed it meanwhile: put it back, never over a name that exists again.
@@ -2122,9 +2248,16 @@ impl Inner {
         Ok(same)
     }
 
-    /// Breaks the lock file `judged` (which we judged dead or expired), under the marker.
-    /// `Ok(true)` if the lock changed (broken, or gone), so the caller should try again.
-    fn break_lock(&self, st: &mut State, judged: FileId, why: &str, force: bool) -> Result<bool> {
+    /// Breaks the lock file we judged dead or expired (`judged`: its identity and its
+    /// holder's claim), under the marker. `Ok(true)` if the lock changed (broken, or gone),
+    /// so the caller should try again.
+    fn break_lock(
+        &self,
+        st: &mut State,
+        judged: (FileId, &Claim),
+        why: &str,
+        force: bool,
+    ) -> Result<bool> {
         match self.take_marker(st)? {
             Marker::Taken => {}
             Marker::Busy => return Ok(false),
@@ -2135,61 +2268,56 @@ impl Inner {
         r
     }
 
+    /// With the marker held (no breaker of ours can act): judge the lock file again as it is
+    /// now, and remove it only if it is still the file judged, with the same claim, and
+    /// still breakable. Nothing is linked to the lock: a third link would make a flufl.lock
+    /// holder that took the lock meanwhile believe it lost it (its `is_locked` needs a link
+    /// count of 2), and linking another user's claim is refused under
+    /// `fs.protected_hardlinks`.
     fn break_under_marker(
         &self,
         st: &State,
-        judged: FileId,
+        (judged, judged_claim): (FileId, &Claim),
         why: &str,
         force: bool,
     ) -> Result<bool> {
-        // Pin the lock file's inode by a private hard link, then judge on the pinned file.
-        match self.call(|| self.fs.link(&self.lockfile, &self.pin)) {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => return Ok(true),
-            Err(e) if is_exists(&e) => {
-                let _ = self.call(|| self.fs.unlink(&self.pin));
-                return Ok(false);
-            }
-            Err(e) => return Err(Error::io("pin lock file by a link at", &self.pin, e)),
+        let Some((meta, parsed)) = self.read_lock(&self.lockfile)? else {
+            return Ok(true);
+        };
+        let holder = match parsed {
+            Some(c) if meta.id == judged && c.path == judged_claim.path => c,
+            // Changed hands (or became something else): judge afresh.
+            _ => return Ok(true),
+        };
+        if meta.kind != FileKind::Regular {
+            return Ok(false);
         }
-        let outcome = (|| {
-            let Some((meta, Some(holder))) = self.read_lock(&self.pin)? else {
-                return Ok(true);
-            };
-            if meta.kind != FileKind::Regular {
-                return Ok(false);
-            }
-            let live = self.liveness(&holder);
-            let expired =
-                claim::expired(meta.modified, self.now_for(st, &holder), self.slop(&holder));
-            let breakable = live == Liveness::Dead || expired || (force && meta.id == judged);
-            if !breakable {
-                // Changed hands to a live holder (try again), or refreshed meanwhile.
-                return Ok(meta.id != judged);
-            }
-            // Still our marker? (A stale-marker remover elsewhere may have displaced it.)
-            if !self.marker_is_ours(st) {
-                return Ok(false);
-            }
-            let still = |m: &Meta| {
-                force
+        let live = self.liveness(&holder);
+        let expired = claim::expired(meta.modified, self.now_for(st, &holder), self.slop(&holder));
+        if !(live == Liveness::Dead || expired || force) {
+            return Ok(false); // refreshed meanwhile
+        }
+        // Still our marker? (A stale-marker remover elsewhere may have displaced it.)
+        if !self.marker_is_ours(st) {
+            return Ok(false);
+        }
+        let still = |m: &Meta, c: Option<&Claim>| {
+            c.is_some_and(|c| c.path == holder.path)
+                && (force
                     || live == Liveness::Dead
-                    || claim::expired(m.modified, self.now_for(st, &holder), self.slop(&holder))
-            };
-            if !self.remove_exact(&self.lockfile, meta.id, still)? {
-                return Ok(true);
-            }
-            log::warn!(
-                "broke lock {} held by {} pid {}: {why}",
-                self.lockfile.display(),
-                holder.details.hostname,
-                holder.details.pid
-            );
-            self.remove_holder_claim(&holder, meta.id);
-            Ok(true)
-        })();
-        let _ = self.call(|| self.fs.unlink(&self.pin));
-        outcome
+                    || claim::expired(m.modified, self.now_for(st, &holder), self.slop(&holder)))
+        };
+        if !self.remove_exact(&self.lockfile, meta.id, still)? {
+            return Ok(true);
+        }
+        log::warn!(
+            "broke lock {} held by {} pid {}: {why}",
+            self.lockfile.display(),
+            holder.details.hostname,
+            holder.details.pid
+        );
+        self.remove_holder_claim(&holder, meta.id);
+        Ok(true)
     }
 
     /// Removes a broken holder's claim file: only the exact inode we broke, only in the lock's
@@ -2277,9 +2405,7 @@ impl Inner {
         }
         st.held = false;
         let Some(c) = st.claim else { return Ok(()) };
-        let near_expiry =
-            later(Instant::now(), self.cfg.clock_margin.saturating_mul(2)) >= st.expires_at;
-        let result = if !near_expiry {
+        let result = if !self.near_expiry(&st) {
             // Comfortably unexpired: no correct breaker touches it, so check and unlink.
             match self.call(|| self.fs.lstat(&self.lockfile)) {
                 Ok(m) if m.id == c.id => self.unlink_lock(),
@@ -2336,6 +2462,10 @@ impl Inner {
         r
     }
 
+    /// Extends our lock by a lifetime from the server's time now: stamp our claim (the
+    /// lock's inode), read it back through the lock's name to check it is still ours and to
+    /// re-learn the server's clock ([`Inner::stamp`]). Near or past our deadline, under the
+    /// marker, as an unlock is.
     pub(crate) fn refresh(&self, lifetime: Option<Duration>, unconditionally: bool) -> Result<()> {
         let mut st = self.lock_state();
         if let Some(l) = lifetime {
@@ -2354,56 +2484,35 @@ impl Inner {
                 ),
             ));
         }
-        let now = Instant::now();
-        let expiry = after(self.server_now(&st), st.lifetime);
-        let lost = |unconditionally: bool| {
-            if unconditionally {
-                Ok(())
-            } else {
-                Err(self.lost("refresh"))
-            }
-        };
-        if later(now, self.cfg.clock_margin.saturating_mul(2)) >= st.expires_at {
+        let stamped = if self.near_expiry(&st) {
             // Near or past expiry a breaker may be judging our lock right now: refresh under
             // the marker, as an unlock does, so its judgement and our new expiry cannot cross.
             if !self.take_marker_patiently(&st, "refresh safely")? {
-                return lost(unconditionally);
-            }
-            let ours = matches!(self.read_lock(&self.lockfile),
-                Ok(Some((m, _))) if st.claim.is_some_and(|c| c.id == m.id));
-            let stamped = if ours {
-                self.call(|| self.fs.set_path_times(&self.claimfile, expiry))
-                    .map_err(|e| Error::io("set expiry of claim file", &self.claimfile, e))
+                Ok(Stamp::Gone)
             } else {
-                Ok(())
-            };
-            self.release_marker(&st);
-            stamped?;
-            if !ours {
-                return lost(unconditionally);
-            }
-            st.expires_at = later(now, st.lifetime);
-            return Ok(());
-        }
-        match self.call(|| self.fs.set_path_times(&self.claimfile, expiry)) {
-            Ok(()) => {}
-            // A breaker removed our claim file with the lock it was: the lock is lost.
-            Err(e) if is_not_found(&e) => {
-                return if unconditionally {
-                    Ok(())
-                } else {
-                    Err(self.lost("refresh"))
+                let marker_claim = st.claim;
+                let r = match self.read_lock(&self.lockfile) {
+                    Ok(Some((m, _))) if st.claim.is_some_and(|c| c.id == m.id) => {
+                        self.stamp(&mut st, &self.lockfile)
+                    }
+                    Ok(_) => Ok(Stamp::NotOurs),
+                    Err(e) => Err(e),
                 };
+                self.release_marker_of(marker_claim);
+                r
             }
-            Err(e) => return Err(Error::io("set expiry of claim file", &self.claimfile, e)),
-        }
-        if self.is_ours(&st)? {
-            st.expires_at = later(now, st.lifetime);
-            Ok(())
-        } else if unconditionally {
-            Ok(())
         } else {
-            Err(self.lost("refresh"))
+            self.stamp(&mut st, &self.lockfile)
+        };
+        match stamped? {
+            Stamp::Done => {
+                st.expires_at = st.claim.map_or(Duration::ZERO, |c| c.deadline);
+                Ok(())
+            }
+            // Our claim file gone (a breaker removed it with the lock it was), or the lock is
+            // someone else's: lost.
+            Stamp::Gone | Stamp::NotOurs if unconditionally => Ok(()),
+            Stamp::Gone | Stamp::NotOurs => Err(self.lost("refresh")),
         }
     }
 

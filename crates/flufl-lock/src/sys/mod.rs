@@ -58,19 +58,27 @@ pub struct Meta {
     pub kind: FileKind,
 }
 
-/// What the process table says about a process named in a claim.
+/// What the kernel says about a process named in a claim.
+///
+/// `Gone` and `Zombie` are answers of the kernel itself (`pidfd_open` or `kill(pid, 0)`
+/// failing with `ESRCH`; a pidfd that is readable because the whole thread group exited),
+/// never a `/proc` entry that cannot be seen: `/proc` mounted with `hidepid`, a thread-group
+/// leader that exited while its other threads run on (shown as `Z`), and other users'
+/// processes all look missing or dead there while they are alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcState {
-    /// Running (or stopped), with its start time in clock ticks since boot when known.
+    /// Alive (running or stopped), with its start time in clock ticks since boot when
+    /// `/proc` shows it.
     Running {
-        /// Start time, in clock ticks since boot (Linux `/proc/PID/stat` field 22).
+        /// Start time, in clock ticks since boot (Linux `/proc/PID/stat` field 22), as seen
+        /// from our time namespace.
         start: Option<u64>,
     },
-    /// Exited but not yet reaped: it will never touch the lock again.
+    /// Every thread has exited, not yet reaped: it will never touch the lock again.
     Zombie,
     /// No such process.
     Gone,
-    /// The process table cannot be read here.
+    /// The kernel's process table cannot be asked here.
     Unknown,
 }
 
@@ -82,6 +90,10 @@ pub struct HostIdentity {
     /// The inode of our pid namespace (`/proc/self/ns/pid`), only when `/proc` is the
     /// procfs of that namespace.
     pub pid_ns: Option<u64>,
+    /// The inode of our time namespace (`/proc/self/ns/time`; 0 on kernels without time
+    /// namespaces). Start times in `/proc` are shifted by the reader's time namespace, so they
+    /// compare only between processes of the same one.
+    pub time_ns: Option<u64>,
     /// This process's start time in clock ticks since boot.
     pub start_time: Option<u64>,
 }
@@ -89,8 +101,8 @@ pub struct HostIdentity {
 /// The filesystem seam. Each method is one platform call (or, for `read_head`, one bounded
 /// read), so a fault can be injected at any step of the algorithm.
 pub trait Fs: Send + Sync + fmt::Debug {
-    /// `open(2)` with `O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY | O_CLOEXEC`, mode 0644
-    /// (less the umask): creates a claim file that did not exist.
+    /// `open(2)` with `O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY | O_CLOEXEC`, mode 0666
+    /// less the umask (flufl.lock's): creates a claim file that did not exist.
     fn create_new(&self, path: &Path) -> io::Result<File>;
     /// `write(2)` until all of `data` is written.
     fn write_all(&self, file: &File, data: &[u8]) -> io::Result<()>;
@@ -122,7 +134,19 @@ pub trait Fs: Send + Sync + fmt::Debug {
     /// Blocks until `lock_name` in `dir` may have been removed or renamed, until the
     /// process `pid` exits, or until `timeout` passes, whichever comes first.
     fn wait(&self, waiter: &mut Waiter, timeout: Duration);
+    /// Time since boot on a clock that keeps running while the machine is suspended
+    /// (Linux `CLOCK_BOOTTIME`): the clock our estimate of the file server's clock and our
+    /// own lease deadline are carried on. The monotonic clock stops during a suspend, so a
+    /// lease carried on it would outlive the suspend.
+    fn boot_clock(&self) -> Duration {
+        imp::boot_clock()
+    }
 }
+
+/// Whether the change time (`ctime`) that [`Fs::lstat`] reports is stamped by the file
+/// server's own clock on every change (POSIX), so that reading it back after setting a
+/// file's times tells the server's time. On Windows it is the last write time, which we set.
+pub const CHANGE_TIME_IS_SERVER_TIME: bool = cfg!(unix);
 
 /// State kept across [`Fs::wait`] calls: a change notification on the lock's directory and
 /// a handle on the holder's process, where the platform has them.

@@ -67,7 +67,10 @@ impl Fs for RealFs {
         let fd = rfs::open(
             path,
             OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
+            // flufl.lock's mode. With a group umask (002) in a shared directory, users of the
+            // group can then hard-link each other's claims where `fs.protected_hardlinks`
+            // would otherwise refuse it; breaking never needs that (docs/protocol.md).
+            Mode::from_raw_mode(0o666),
         )?;
         Ok(File::from(fd))
     }
@@ -190,6 +193,20 @@ pub fn host_identity() -> HostIdentity {
     linux::host_identity()
 }
 
+/// Linux: `CLOCK_BOOTTIME`, which counts suspended time. Elsewhere `CLOCK_MONOTONIC`, which
+/// counts it on macOS and FreeBSD (and not on OpenBSD and NetBSD: there a suspend is not seen).
+pub fn boot_clock() -> Duration {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let id = rustix::time::ClockId::Boottime;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let id = rustix::time::ClockId::Monotonic;
+    let ts = rustix::time::clock_gettime(id);
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 pub use linux::WaiterImpl;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -242,26 +259,48 @@ mod linux {
         Some((state, start))
     }
 
+    /// Asks the kernel, never `/proc` alone: `pidfd_open` (Linux 5.3+) answers `ESRCH` for
+    /// no such process, and a pidfd is readable only once every thread of the process has
+    /// exited. A `/proc` entry can be hidden (`hidepid`, a non-dumpable process) or show `Z`
+    /// for a leader whose other threads run on; `/proc` gives only the start time, which
+    /// tells a reused pid.
     pub fn process(pid: u32) -> ProcState {
-        if pid == 0 {
+        use rustix::io::Errno;
+        use rustix::process::{pidfd_open, test_kill_process, Pid, PidfdFlags};
+        let Some(p) = Pid::from_raw(pid as i32).filter(|_| pid <= i32::MAX as u32) else {
             return ProcState::Unknown;
-        }
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(s) => match parse_stat(&s) {
-                Some(('Z' | 'X', _)) => ProcState::Zombie,
-                Some((_, start)) => ProcState::Running { start: Some(start) },
-                None => ProcState::Unknown,
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Only trust "not found" when /proc is mounted at all.
-                if Path::new("/proc/self/stat").exists() {
-                    ProcState::Gone
-                } else {
-                    ProcState::Unknown
+        };
+        match pidfd_open(p, PidfdFlags::empty()) {
+            Err(Errno::SRCH) => return ProcState::Gone,
+            Ok(fd) => {
+                let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+                let zero = rustix::time::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                match poll(&mut fds, Some(&zero)) {
+                    Ok(n) if n > 0 => return ProcState::Zombie,
+                    Ok(_) => {}
+                    Err(_) => return ProcState::Unknown,
                 }
             }
-            Err(_) => ProcState::Unknown,
+            // EINVAL: the pid names a thread, not a process (a reused pid); /proc tells.
+            Err(Errno::INVAL) => {}
+            // No pidfd (old kernel, seccomp): kill(pid, 0) tells existence, not a zombie.
+            Err(_) => match test_kill_process(p) {
+                Err(Errno::SRCH) => return ProcState::Gone,
+                Ok(()) | Err(Errno::PERM) => {}
+                Err(_) => return ProcState::Unknown,
+            },
         }
+        // It exists. Its start time, where /proc shows it, tells whether it is the same
+        // process as the claim's; its state letter is not used (`Z` may be a leader whose
+        // threads run on).
+        let start = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| parse_stat(&s))
+            .map(|(_, start)| start);
+        ProcState::Running { start }
     }
 
     pub fn host_identity() -> HostIdentity {
@@ -275,13 +314,22 @@ mod linux {
             .ok()
             .and_then(|p| p.to_str().ok()?.parse::<u32>().ok())
             == Some(me);
-        let pid_ns = rustix::fs::readlink("/proc/self/ns/pid", Vec::new())
-            .ok()
-            .and_then(|p| {
-                let s = p.to_str().ok()?;
-                s.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
-            })
-            .filter(|_| proc_is_ours);
+        let ns_inode = |name: &str| -> io::Result<u64> {
+            let p = rustix::fs::readlink(format!("/proc/self/ns/{name}"), Vec::new())?;
+            let s = p.to_str().unwrap_or_default();
+            s.strip_prefix(name)
+                .and_then(|s| s.strip_prefix(":["))
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| io::Error::other(format!("unexpected namespace link {s:?}")))
+        };
+        let pid_ns = ns_inode("pid").ok().filter(|_| proc_is_ours);
+        // A kernel without time namespaces (before 5.6) has one clock for all: call it 0.
+        let time_ns = match ns_inode("time") {
+            Ok(ino) => Some(ino),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && pid_ns.is_some() => Some(0),
+            Err(_) => None,
+        };
         let start_time = std::fs::read_to_string(format!("/proc/{me}/stat"))
             .ok()
             .and_then(|s| parse_stat(&s))
@@ -289,6 +337,7 @@ mod linux {
         HostIdentity {
             boot_id,
             pid_ns,
+            time_ns,
             start_time,
         }
     }

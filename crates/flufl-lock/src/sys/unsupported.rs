@@ -91,6 +91,12 @@ pub fn host_identity() -> HostIdentity {
     HostIdentity::default()
 }
 
+/// The monotonic clock, from the first call: no boot clock is known here.
+pub fn boot_clock() -> std::time::Duration {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now).elapsed()
+}
+
 /// No change notification, no process handles.
 #[derive(Debug, Default)]
 pub struct WaiterImpl;

@@ -56,7 +56,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 };
 use windows_sys::Win32::System::SystemInformation::{
     ComputerNameDnsFullyQualified, ComputerNameDnsHostname, ComputerNameNetBIOS,
-    GetComputerNameExW, COMPUTER_NAME_FORMAT,
+    GetComputerNameExW, GetTickCount64, COMPUTER_NAME_FORMAT,
 };
 use windows_sys::Win32::System::Threading::{
     CreateEventW, OpenProcess, ResetEvent, WaitForMultipleObjects, WaitForSingleObject,
@@ -499,6 +499,14 @@ pub fn hostname() -> String {
 /// written here proves its holder's identity, and crashed holders are recovered by expiry.
 pub fn host_identity() -> HostIdentity {
     HostIdentity::default()
+}
+
+/// `GetTickCount64`: milliseconds since boot, counting sleep and hibernation (unlike
+/// `QueryUnbiasedInterruptTime`, and unlike `Instant` where it stops). Its ~16 ms resolution
+/// is far below the clock margin.
+pub fn boot_clock() -> Duration {
+    // SAFETY: no arguments, no failure mode.
+    Duration::from_millis(unsafe { GetTickCount64() })
 }
 
 /// A directory watch: `ReadDirectoryChangesW` in overlapped mode on the lock's directory,

@@ -223,7 +223,8 @@ fn live_holder_not_broken() {
     waiter.lock_timeout(Duration::from_secs(5)).unwrap();
 }
 
-fn proc_identity() -> (String, u64, u64) {
+/// This process's boot id, pid namespace, and its claims' `<pidns>.<timens>` part and start time.
+fn proc_identity() -> (String, u64, String, u64) {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .unwrap()
         .trim()
@@ -236,6 +237,14 @@ fn proc_identity() -> (String, u64, u64) {
         .trim_end_matches(']')
         .parse()
         .unwrap();
+    let tns: u64 = std::fs::read_link("/proc/self/ns/time")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_start_matches("time:[")
+        .trim_end_matches(']')
+        .parse()
+        .unwrap();
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
     let start = stat[stat.rfind(')').unwrap() + 1..]
         .split_whitespace()
@@ -243,7 +252,7 @@ fn proc_identity() -> (String, u64, u64) {
         .unwrap()
         .parse()
         .unwrap();
-    (boot, ns, start)
+    (boot, ns, format!("{ns}.{tns}"), start)
 }
 
 /// Plants a lock file holding the given claim (as if written by another process).
@@ -260,29 +269,42 @@ fn plant(path: &Path, host: &str, pid: u32, random: &str) {
 /// another pid namespace or boot, another host, or flufl.lock (no proof) waits for expiry.
 #[test]
 fn pid_reuse_and_unprovable_claims() {
-    let (boot, ns, start) = proc_identity();
+    let (boot, ns, nss, start) = proc_identity();
     let me = std::process::id();
     let host = Lock::new("/x").unwrap().hostname().to_string();
+    let tns: u64 = nss.rsplit('.').next().unwrap().parse().unwrap();
     // Our own pid, but a different start time: the pid was reused.
     let cases = [
         (
-            format!("1.fl1.{boot}.{ns}.{}", start + 1),
+            format!("1.fl1.{boot}.{nss}.{}", start + 1),
             host.clone(),
             true,
         ),
         (
-            format!("1.fl1.{boot}.{}.{start}", ns + 1),
+            format!("1.fl1.{boot}.{}.{tns}.{start}", ns + 1),
             host.clone(),
             false,
         ),
         (
-            format!("1.fl1.{}.{ns}.{}", "0".repeat(32), start + 1),
+            format!("1.fl1.{}.{nss}.{}", "0".repeat(32), start + 1),
             host.clone(),
             false,
         ),
+        (
+            format!("1.fl1.{boot}.{nss}.{}", start + 1),
+            "other.example".to_string(),
+            false,
+        ),
+        // Another time namespace: its start times are shifted, so they prove nothing.
+        (
+            format!("1.fl1.{boot}.{ns}.{}.{}", tns + 1, start + 1),
+            host.clone(),
+            false,
+        ),
+        // A claim of an earlier version, without the time namespace: no proof.
         (
             format!("1.fl1.{boot}.{ns}.{}", start + 1),
-            "other.example".to_string(),
+            host.clone(),
             false,
         ),
         ("5577006791947779410".to_string(), host.clone(), false),
@@ -305,7 +327,8 @@ fn pid_reuse_and_unprovable_claims() {
 /// adopted, and the named file is untouched.
 #[test]
 fn adopt_checks_the_claim() {
-    let (boot, ns, start) = proc_identity();
+    // `ns` here is the claim's `<pidns>.<timens>` part.
+    let (boot, _, ns, start) = proc_identity();
     let me = std::process::id();
     let host = Lock::new("/x").unwrap().hostname().to_string();
     let (dir, path) = lock_path();
