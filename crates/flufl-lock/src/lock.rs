@@ -2281,6 +2281,21 @@ impl Inner {
         why: &str,
         force: bool,
     ) -> Result<bool> {
+        // Taking the marker linked our claim, so the server stamped its change time then: a
+        // fresh reading of the server's clock. Judged on the lesser of it and our estimate,
+        // an estimate that ran ahead (the server's clock stepped back) breaks nothing early.
+        let server_now = match self.fs.lstat(&self.marker) {
+            Ok(m) if st.claim.is_some_and(|c| c.id == m.id) => m.changed,
+            _ => return Ok(false), // displaced: leave it to the marker's new holder
+        };
+        let now = |c: &Claim| {
+            let estimate = self.now_for(st, c);
+            if c.ours && sys::CHANGE_TIME_IS_SERVER_TIME {
+                estimate.min(server_now)
+            } else {
+                estimate
+            }
+        };
         let Some((meta, parsed)) = self.read_lock(&self.lockfile)? else {
             return Ok(true);
         };
@@ -2293,7 +2308,7 @@ impl Inner {
             return Ok(false);
         }
         let live = self.liveness(&holder);
-        let expired = claim::expired(meta.modified, self.now_for(st, &holder), self.slop(&holder));
+        let expired = claim::expired(meta.modified, now(&holder), self.slop(&holder));
         if !(live == Liveness::Dead || expired || force) {
             return Ok(false); // refreshed meanwhile
         }
@@ -2305,7 +2320,7 @@ impl Inner {
             c.is_some_and(|c| c.path == holder.path)
                 && (force
                     || live == Liveness::Dead
-                    || claim::expired(m.modified, self.now_for(st, &holder), self.slop(&holder)))
+                    || claim::expired(m.modified, now(&holder), self.slop(&holder)))
         };
         if !self.remove_exact(&self.lockfile, meta.id, still)? {
             return Ok(true);
