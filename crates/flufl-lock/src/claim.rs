@@ -6,7 +6,7 @@
 //! by `.<boot id>.<pid namespace>.<time namespace>.<process start time>`: flufl.lock ignores
 //! the field, and we use it to know that (a) the lock's expiry was written in the file
 //! server's clock and (b) whether its holder ran on this machine, in this boot, pid namespace
-//! and time namespace. (Claims of versions before 0.2 carried no time namespace; they parse
+//! and time namespace. (Claims of earlier builds carried no time namespace; they parse
 //! without an origin, so their holders are recovered by expiry, never by a pid check.)
 
 use std::ffi::OsString;
