@@ -7,9 +7,10 @@
 //!     [--hold-max-ms 3] [--think-max-ms 2] [--max-seconds 150] [--min-kills 1]
 //!     [--min-stops 1] [--seed N] [--json PATH]
 //! flufl-lock-stress worker ...        (started by the coordinator)
-//! flufl-lock-stress hold --lock P [--lifetime-ms L] [--hold-ms H] [--die] [--tag T]
+//! flufl-lock-stress hold --lock P [--lifetime-ms L] [--hold-ms H] [--die] [--nondumpable]
+//!     [--exit-main-thread] [--tag T]
 //! flufl-lock-stress acquire --lock P [--lifetime-ms L] [--timeout-ms T]
-//!     [--wait-for-lock-ms W] [--try-break] [--tag T]
+//!     [--wait-for-lock-ms W] [--report-holder] [--try-break] [--tag T]
 //! ```
 //!
 //! The coordinator exits 0 when every check passed and 1 when one failed; 2 is a usage or
@@ -24,8 +25,8 @@ fn main() {
     let mut argv = std::env::args().skip(1);
     let cmd = argv.next().unwrap_or_default();
     let flags: &[&str] = match cmd.as_str() {
-        "hold" => &["die"],
-        "acquire" => &["try-break"],
+        "hold" => &["die", "nondumpable", "exit-main-thread"],
+        "acquire" => &["try-break", "report-holder"],
         _ => &[],
     };
     let result = Args::parse(argv, flags).and_then(|args| match cmd.as_str() {

@@ -152,6 +152,30 @@ pub fn proc_state(pid: u32) -> Option<char> {
     s[s.rfind(')')? + 1..].trim_start().chars().next()
 }
 
+/// The state letter and start time (field 22, clock ticks since boot as the *reader's* time
+/// namespace shows it) of `pid` in `/proc/PID/stat`, or why it cannot be read.
+pub fn proc_stat(pid: u32) -> io::Result<(char, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("/proc/{pid}/stat: {s:?}"),
+        )
+    };
+    let rest = &s[s.rfind(')').ok_or_else(bad)? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields
+        .next()
+        .and_then(|f| f.chars().next())
+        .ok_or_else(bad)?;
+    // After the state (field 3), field 22 is the 19th.
+    let start = fields
+        .nth(18)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((state, start))
+}
+
 /// Waits, at most `limit`, until `pid` is stopped (`T`): only then is it certain that it
 /// runs no more instructions. False if it did not stop in time (or is gone).
 pub fn wait_stopped(pid: u32, limit: Duration) -> bool {
@@ -184,6 +208,16 @@ pub fn pid_ns() -> Option<u64> {
     let l = std::fs::read_link("/proc/self/ns/pid").ok()?;
     l.to_str()?
         .strip_prefix("pid:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The inode of this process's time namespace, if readable.
+pub fn time_ns() -> Option<u64> {
+    let l = std::fs::read_link("/proc/self/ns/time").ok()?;
+    l.to_str()?
+        .strip_prefix("time:[")?
         .strip_suffix(']')?
         .parse()
         .ok()

@@ -450,3 +450,41 @@ pub fn run_cases<T: Send + 'static>(
     );
     figures
 }
+
+/// The shell words that run the probe binary with `args`, each quoted (for scripts that
+/// wrap it in `setpriv`, `unshare --time`, `mount`...).
+pub fn probe_cmd(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    probe_words(None, &args)
+}
+
+/// Starts `sh -c script` in its own process group (killed with everything it started when
+/// the `Proc` is dropped), reading its event lines like a probe's.
+pub fn spawn_script(name: &str, script: &str) -> Proc {
+    let mut c = Command::new("sh");
+    c.args(["-c", script]);
+    Proc::start(name, c)
+}
+
+impl Proc {
+    /// Waits at most `limit` for the process `spawn*` started (the probe, or the `sh` or
+    /// `unshare` around it) to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Starts `cmd` (any program that prints event lines like a probe) in its own process group,
+/// killed with everything it started when the `Proc` is dropped.
+pub fn spawn_command(name: &str, cmd: Command) -> Proc {
+    Proc::start(name, cmd)
+}

@@ -295,10 +295,11 @@ fn race_breaker_paused_after_judging() {
     );
 }
 
-/// Race with a peer that ignores the marker (as flufl.lock does): between our pin and our
-/// rename, the lock is replaced by a fresh one; we notice by identity and put it back.
+/// Race with a peer that ignores the marker (as flufl.lock does): between our judgement
+/// under the marker and our rename, the lock is replaced by a fresh one; we notice by
+/// identity and content and put it back.
 #[test]
-fn race_lock_replaced_between_pin_and_rename() {
+fn race_lock_replaced_between_judging_and_rename() {
     let (dir, path) = lock_path();
     let old = Lock::builder(&path)
         .lifetime(Duration::from_millis(50))
@@ -586,7 +587,7 @@ fn refresh_and_breaker_never_both_win() {
     let fs = FaultyFs::new();
     let (h2, result) = (holder.clone(), Arc::new(Mutex::new(None)));
     let r2 = result.clone();
-    // After the breaker pinned and judged the lock, just before it renames it away.
+    // After the breaker judged the lock under the marker, just before it renames it away.
     fs.rule(
         Op::Rename,
         Some("test.lck"),
@@ -611,7 +612,7 @@ fn refresh_and_breaker_never_both_win() {
 }
 
 /// A waiter's wall clock stepping forward after it learned the server's clock does not make
-/// it break a live lock early (the server clock runs on the monotonic clock).
+/// it break a live lock early (the server clock runs on the boot clock).
 #[test]
 fn wall_clock_step_does_not_break_early() {
     use std::sync::atomic::{AtomicU64, Ordering};
