@@ -9,7 +9,9 @@ step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 
 step "Prerequisites"
 missing=()
-for pkg in strace faketime util-linux; do
+# gcc, libc6-dev: the suspend shim (LD_PRELOAD); e2fsprogs, mount: the 1-second-timestamp
+# filesystem (mkfs.ext4 -I 128, loop mount); util-linux: unshare, setpriv, losetup.
+for pkg in strace faketime util-linux mount e2fsprogs gcc libc6-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -258,8 +258,7 @@ pub(crate) struct ServerClock {
 
 impl ServerClock {
     /// The server stamped `server` during a call made between boot-clock times `before` and
-    /// `after`. The timestamp granularity is guessed from the stamp (whole seconds: 1 s, or
-    /// 2 s, FAT's, when even).
+    /// `after`. The timestamp granularity is guessed from the stamp.
     pub fn learn(server: SystemTime, before: Duration, after: Duration) -> ServerClock {
         ServerClock {
             server,
@@ -310,18 +309,14 @@ impl ServerClock {
     }
 }
 
-/// The coarsest common granularity a stored time shows: 2 s (FAT) or 1 s (ext3, ext4 with
-/// 128-byte inodes, HFS+) for whole seconds, 1 ms, 1 µs (NFSv3 from some servers), 100 ns
-/// (NTFS), else 1 ns. A finer filesystem that happened to stamp a round time makes us round
-/// expiries up a little more than needed, never less.
+/// The coarsest common granularity a stored time shows: 1 s for whole seconds (ext3, ext4
+/// with 128-byte inodes, HFS+), then 1 ms, 1 µs (NFSv3 from some servers), 100 ns (NTFS),
+/// else 1 ns. A finer filesystem that happened to stamp a round time makes us round expiries
+/// up a little more than needed, never less. (FAT's 2 s do not matter: FAT has no hard
+/// links, so no lock of this kind works on it.)
 fn granularity_of(t: SystemTime) -> Duration {
-    let ns = to_nanos(t);
-    let sub = ns.rem_euclid(1_000_000_000);
-    if sub == 0 {
-        let secs = ns.div_euclid(1_000_000_000);
-        return Duration::from_secs(if secs % 2 == 0 { 2 } else { 1 });
-    }
-    [1_000_000u64, 1_000, 100]
+    let sub = to_nanos(t).rem_euclid(1_000_000_000);
+    [1_000_000_000u64, 1_000_000, 1_000, 100]
         .into_iter()
         .find(|g| sub % *g as i128 == 0)
         .map_or(Duration::from_nanos(1), Duration::from_nanos)
@@ -581,14 +576,18 @@ mod tests {
         assert_eq!(e, SystemTime::UNIX_EPOCH + Duration::from_secs(1004));
         // Surely unexpired while the server's time is at most 1004: for 2 s after `before`.
         assert_eq!(c.deadline(e), Duration::from_secs(12));
-        let fat = ServerClock::learn(
+        let even = ServerClock::learn(
             SystemTime::UNIX_EPOCH + Duration::from_secs(1000),
             Duration::ZERO,
             Duration::ZERO,
         );
-        assert_eq!(fat.granularity(), Duration::from_secs(2));
-        let e = fat.expiry(Duration::ZERO, Duration::from_secs(1));
-        assert_eq!(e, SystemTime::UNIX_EPOCH + Duration::from_secs(1004));
+        assert_eq!(even.granularity(), Duration::from_secs(1));
+        let micros = ServerClock::learn(
+            SystemTime::UNIX_EPOCH + Duration::from_micros(1_000_000_017),
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        assert_eq!(micros.granularity(), Duration::from_micros(1));
     }
 
     /// A fresher reading that is ahead says how far an older estimate fell behind (a suspend

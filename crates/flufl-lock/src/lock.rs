@@ -2284,10 +2284,11 @@ impl Inner {
         // Taking the marker linked our claim, so the server stamped its change time then: a
         // fresh reading of the server's clock. Judged on the lesser of it and our estimate,
         // an estimate that ran ahead (the server's clock stepped back) breaks nothing early.
-        let server_now = match self.fs.lstat(&self.marker) {
-            Ok(m) if st.claim.is_some_and(|c| c.id == m.id) => m.changed,
+        let marker = match self.fs.lstat(&self.marker) {
+            Ok(m) if st.claim.is_some_and(|c| c.id == m.id) => m,
             _ => return Ok(false), // displaced: leave it to the marker's new holder
         };
+        let server_now = marker.changed;
         let now = |c: &Claim| {
             let estimate = self.now_for(st, c);
             if c.ours && sys::CHANGE_TIME_IS_SERVER_TIME {
@@ -2312,8 +2313,12 @@ impl Inner {
         if !(live == Liveness::Dead || expired || force) {
             return Ok(false); // refreshed meanwhile
         }
-        // Still our marker? (A stale-marker remover elsewhere may have displaced it.)
-        if !self.marker_is_ours(st) {
+        // Still our marker, untouched since we took it? A stale-marker remover elsewhere may
+        // have displaced it, even put it back after another breaker acted: either changes
+        // its change time (rename and link do), and our judgement may then be stale.
+        if !matches!(self.fs.lstat(&self.marker),
+            Ok(m) if m.id == marker.id && m.changed == marker.changed && m.nlink == marker.nlink)
+        {
             return Ok(false);
         }
         let still = |m: &Meta, c: Option<&Claim>| {
