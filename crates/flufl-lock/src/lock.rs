@@ -1335,6 +1335,9 @@ impl Drop for LockGuard<'_> {
     }
 }
 
+/// The longest the keep-alive thread sleeps before looking at the boot clock again.
+const KEEP_ALIVE_SLICE: Duration = Duration::from_millis(250);
+
 /// A background refresh of a held lock; see [`Lock::keep_alive`]. Dropping it stops it.
 pub struct KeepAlive {
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -1360,15 +1363,27 @@ impl KeepAlive {
             .spawn(move || {
                 let (m, cv) = &*stop2;
                 loop {
+                    // Due a lifetime/3 from now on the boot clock. The wait itself runs on the
+                    // monotonic clock, which stops during a suspend, so it is cut into slices
+                    // of at most KEEP_ALIVE_SLICE: after a resume the refresh comes at once
+                    // (and finds the lock lost, if it was broken meanwhile).
                     let interval = (inner.lock_state().lifetime / 3).max(Duration::from_millis(10));
-                    let guard = m.lock().unwrap_or_else(|e| e.into_inner());
-                    let (guard, _) = cv
-                        .wait_timeout_while(guard, interval, |stopped| !*stopped)
-                        .unwrap_or_else(|e| e.into_inner());
-                    if *guard {
-                        return;
+                    let due = inner.fs.boot_clock().saturating_add(interval);
+                    loop {
+                        let left = due.saturating_sub(inner.fs.boot_clock());
+                        if left.is_zero() {
+                            break;
+                        }
+                        let guard = m.lock().unwrap_or_else(|e| e.into_inner());
+                        let (guard, _) = cv
+                            .wait_timeout_while(guard, left.min(KEEP_ALIVE_SLICE), |stopped| {
+                                !*stopped
+                            })
+                            .unwrap_or_else(|e| e.into_inner());
+                        if *guard {
+                            return;
+                        }
                     }
-                    drop(guard);
                     match inner.refresh(None, false) {
                         Ok(()) => log::debug!("refreshed {}", inner.lockfile.display()),
                         Err(e) => {

@@ -18,6 +18,8 @@
 //!   an expiry in the server's clock as it is now, not in the one learned at `lock()`.
 //! - F (stale-marker removers): a waiter removing a stale marker a moment late displaces a
 //!   fresh one; its holder sees it changed before acting, or puts back what it took.
+//! - G (keep-alive after a suspend): the boot clock jumps past the lease while the
+//!   keep-alive thread waits; its refresh follows within a second, under the marker.
 
 use crate::support::{lock_path, FaultyFs, Op};
 use flufl_lock::sys::{Fs, Meta, ProcState, RealFs, Waiter};
@@ -51,6 +53,9 @@ struct PathHook {
 struct Staged {
     faulty: Arc<FaultyFs>,
     hooks: Mutex<Vec<PathHook>>,
+    /// Added to the real boot clock: time a suspend took, which the monotonic clock (and so
+    /// every timed wait) did not see.
+    suspended_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Staged {
@@ -154,6 +159,9 @@ impl Fs for Staged {
     }
     fn wait(&self, waiter: &mut Waiter, timeout: Duration) {
         self.faulty.wait(waiter, timeout)
+    }
+    fn boot_clock(&self) -> Duration {
+        RealFs.boot_clock() + Duration::from_millis(self.suspended_ms.load(Ordering::SeqCst))
     }
 }
 
@@ -894,4 +902,54 @@ fn displaced_marker_after_the_check_is_put_back() {
     let (holders, w3_holds) = stale_marker_race(W1Pause::BeforeRename, false);
     assert_eq!(holders, ["W3"], "who acquired and holds the lock");
     assert!(w3_holds, "W3's lock was not put back");
+}
+
+/// G (keep-alive after a suspend): the keep-alive thread waits on the monotonic clock, which
+/// stops during a suspend, so a lifetime/3 wait could end long after the machine resumed,
+/// with the lease already run out on the boot clock and the lock perhaps broken. Simulated
+/// through the seam: the boot clock jumps 40 s (past a 30 s lease) while the thread waits
+/// out its 10 s interval. The refresh must come within a second of the jump, under the
+/// marker (the lease is past its deadline), and keep the lock, which no one broke.
+#[test]
+fn keep_alive_refreshes_soon_after_a_suspend() {
+    let (_dir, path) = lock_path();
+    let fs = Staged::new();
+    let holder = Lock::builder(&path)
+        .filesystem(fs.clone())
+        .lifetime(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    holder.lock().unwrap();
+    let keep = holder.keep_alive(|_| {});
+    std::thread::sleep(Duration::from_millis(300));
+    let before = fs.calls().len();
+    fs.suspended_ms.store(40_000, Ordering::SeqCst);
+    let jumped = Instant::now();
+    let refreshed = loop {
+        let calls = fs.calls();
+        if calls[before..]
+            .iter()
+            .any(|(op, _)| *op == Op::SetPathTimes)
+        {
+            break Some(jumped.elapsed());
+        }
+        if jumped.elapsed() > Duration::from_secs(3) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = refreshed.expect("no refresh within 3 s of the resume (the interval is 10 s)");
+    assert!(
+        took < Duration::from_secs(1),
+        "refreshed {took:?} after the resume"
+    );
+    let calls = fs.calls()[before..].to_vec();
+    assert!(
+        links_marker(&calls),
+        "a refresh past the deadline did not go under the marker: {calls:?}"
+    );
+    assert!(!keep.is_lost());
+    drop(keep);
+    assert!(holder.is_locked().unwrap());
+    holder.unlock().unwrap();
 }
