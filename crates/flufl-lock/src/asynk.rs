@@ -7,7 +7,8 @@
 //! and removes its claim file.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::lock::{Inner, Lock};
+use crate::lock::Lock;
+use crate::protocol::Inner;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 #[cfg_attr(not(any(unix, windows)), path = "unsupported.rs")]
 mod imp;
 
-pub use imp::RealFs;
+pub use imp::{is_sharing_violation, is_stale, RealFs, DEFAULT_RETRY_ERRNOS};
 
 /// The identity of a file: device and inode on POSIX, volume serial and file index on Windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

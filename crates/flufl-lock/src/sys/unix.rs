@@ -8,6 +8,21 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Retried by default: `ESTALE` (a cached NFS handle whose file was replaced), by name, so
+/// it is right on every POSIX system (116 on Linux, 70 on macOS and the BSDs).
+pub const DEFAULT_RETRY_ERRNOS: &[i32] = &[rustix::io::Errno::STALE.raw_os_error()];
+
+/// Whether `e` is `ESTALE`.
+pub fn is_stale(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::STALE.raw_os_error())
+}
+
+/// Never on POSIX: removals are refused only on Windows while another process has the
+/// file open without sharing delete access.
+pub fn is_sharing_violation(_e: &io::Error) -> bool {
+    false
+}
+
 /// The real filesystem.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;

@@ -16,6 +16,19 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
 
+/// Nothing is retried by default here.
+pub const DEFAULT_RETRY_ERRNOS: &[i32] = &[];
+
+/// Never.
+pub fn is_stale(_e: &io::Error) -> bool {
+    false
+}
+
+/// Never.
+pub fn is_sharing_violation(_e: &io::Error) -> bool {
+    false
+}
+
 fn unsupported<T>() -> io::Result<T> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,

@@ -41,8 +41,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use windows_sys::Win32::Foundation::{
     GetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND,
-    ERROR_INVALID_PARAMETER, ERROR_IO_INCOMPLETE, ERROR_NOTIFY_ENUM_DIR, ERROR_STOPPED_ON_SYMLINK,
-    FILETIME, HANDLE, NTSTATUS, STATUS_DELETE_PENDING, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    ERROR_INVALID_PARAMETER, ERROR_IO_INCOMPLETE, ERROR_LOCK_VIOLATION, ERROR_NOTIFY_ENUM_DIR,
+    ERROR_SHARING_VIOLATION, ERROR_STOPPED_ON_SYMLINK, FILETIME, HANDLE, NTSTATUS,
+    STATUS_DELETE_PENDING, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     FileAttributeTagInfo, FileRenameInfo, GetDriveTypeW, GetFileInformationByHandle,
@@ -87,6 +88,21 @@ extern "system" {
     /// calling thread's last Win32 error. It tells "delete pending" apart from a real
     /// `ERROR_ACCESS_DENIED`. `windows-sys` does not bind it.
     fn RtlGetLastNtStatus() -> NTSTATUS;
+}
+
+/// Retried by default: a sharing violation, from a reader such as Python's `open()`, which
+/// does not share delete access. (Windows has no `ESTALE`.)
+pub const DEFAULT_RETRY_ERRNOS: &[i32] = &[ERROR_SHARING_VIOLATION as i32];
+
+/// Never: there is no `ESTALE` on Windows.
+pub fn is_stale(_e: &io::Error) -> bool {
+    false
+}
+
+/// A sharing or lock violation: another process has the file open without sharing what the
+/// call needs, so the call was refused, not made, and can be retried.
+pub fn is_sharing_violation(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(n) if n == ERROR_SHARING_VIOLATION as i32 || n == ERROR_LOCK_VIOLATION as i32)
 }
 
 /// The real filesystem.

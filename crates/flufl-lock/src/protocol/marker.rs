@@ -1,0 +1,128 @@
+//! The break marker `<lock>.break`: taken with our claim by the same link protocol as the
+//! lock, held for the few calls a removal takes (docs/protocol.md: Breaking, step 1).
+
+use super::*;
+
+/// The outcome of trying to take the break marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marker {
+    Taken,
+    /// Another process holds it.
+    Busy,
+    /// Our claim file is gone (a breaker removed it with the lock it was).
+    NoClaim,
+}
+
+impl Inner {
+    /// Takes the break marker, waiting (with backoff) while another process holds it, at
+    /// most the marker's lifetime and a second. `Ok(false)`: our claim file is gone.
+    pub(crate) fn take_marker_patiently(&self, st: &State, purpose: &str) -> Result<bool> {
+        let give_up = later(
+            Instant::now(),
+            self.cfg
+                .marker_lifetime
+                .saturating_add(Duration::from_secs(1)),
+        );
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.take_marker(st)? {
+                Marker::Taken => return Ok(true),
+                Marker::NoClaim => return Ok(false),
+                Marker::Busy if Instant::now() < give_up => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Marker::Busy => {
+                    return Err(Error::new(
+                        ErrorKind::Io,
+                        &self.marker,
+                        format!(
+                            "could not take break marker {} to {purpose}",
+                            self.marker.display()
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Takes the break marker `<lock>.break` with our claim (the same link protocol).
+    pub(crate) fn take_marker(&self, st: &State) -> Result<Marker> {
+        for _ in 0..3 {
+            match self.call(|| self.fs.link(&self.claimfile, &self.marker)) {
+                Ok(()) => return Ok(Marker::Taken),
+                Err(e) if is_exists(&e) => {}
+                Err(e) if is_not_found(&e) => return Ok(Marker::NoClaim),
+                Err(e) => {
+                    return Err(Error::io(
+                        "link claim file to break marker",
+                        &self.marker,
+                        e,
+                    ))
+                }
+            }
+            let Some((meta, parsed)) = self.read_lock(&self.marker)? else {
+                continue;
+            };
+            if st.claim.is_some_and(|c| c.id == meta.id) {
+                return Ok(Marker::Taken); // lost reply
+            }
+            if meta.kind != FileKind::Regular {
+                // No process of ours made it, and none will remove it: waiting would hang.
+                return Err(Error::invalid(
+                    &self.marker,
+                    format!(
+                        "break marker {} is a {}, not a regular file; refusing to touch it \
+                         (remove it by hand if no process uses it)",
+                        self.marker.display(),
+                        kind_name(meta.kind)
+                    ),
+                ));
+            }
+            let dead = parsed
+                .as_ref()
+                .is_some_and(|c| self.liveness(c) == Liveness::Dead);
+            let old = claim::expired(meta.changed, self.server_now(st), self.cfg.marker_lifetime);
+            if dead || old {
+                log::warn!(
+                    "removing break marker {} left by a crashed breaker",
+                    self.marker.display()
+                );
+                let content = parsed.map(|c| c.path);
+                self.remove_exact(&self.marker, meta.id, |_, c| {
+                    c.map(|c| &c.path) == content.as_ref()
+                })?;
+                continue;
+            }
+            return Ok(Marker::Busy);
+        }
+        Ok(Marker::Busy)
+    }
+
+    pub(crate) fn marker_is_ours(&self, st: &State) -> bool {
+        matches!(self.fs.lstat(&self.marker), Ok(m) if st.claim.is_some_and(|c| c.id == m.id))
+    }
+
+    pub(crate) fn release_marker(&self, st: &State) {
+        self.release_marker_of(st.claim);
+    }
+
+    /// Releases the marker taken with `claim`.
+    pub(crate) fn release_marker_of(&self, claim: Option<ClaimState>) {
+        // Under the marker protocol no one else removes a fresh marker; check anyway.
+        match self.fs.lstat(&self.marker) {
+            Ok(m) if claim.is_some_and(|c| c.id == m.id) => {
+                if let Err(e) = self.call_removal(|| self.fs.unlink(&self.marker)) {
+                    log::warn!(
+                        "failed to remove break marker {}: {e}",
+                        self.marker.display()
+                    );
+                }
+            }
+            _ => log::warn!(
+                "break marker {} was not ours any more",
+                self.marker.display()
+            ),
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! The algorithm, as plain code over [`Fs`], in docs/protocol.md's order: this file holds
+//! the state, the calls, the claim and the reading and judging of a lock; the steps follow
+//! in [`acquire`] (Acquiring, Waiting), [`marker`] (the break marker), [`breaking`]
+//! (Breaking) and [`release`] (Unlocking, Refreshing, queries).
+
+mod acquire;
+mod breaking;
+mod marker;
+mod release;
+
+pub(crate) use marker::Marker;
+
+use crate::claim::{self, Claim, Facts, Liveness, LockState, ServerClock};
+use crate::config::{Clock, Config, WaitCallback, WaitStatus};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{self, FileId, FileKind, Fs, HostIdentity, Meta, ProcState, Waiter};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Our claim file, while it exists.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClaimState {
+    pub(crate) id: FileId,
+    /// When we last wrote the claim's expiry, on the boot clock ([`Fs::boot_clock`]).
+    pub(crate) stamped: Duration,
+    /// Until when, on the boot clock, the expiry written is surely in the future of the
+    /// server's clock ([`ServerClock::deadline`]).
+    pub(crate) deadline: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) lifetime: Duration,
+    pub(crate) claim: Option<ClaimState>,
+    /// The server clock's offset, learned from our latest claim; kept after it is removed.
+    pub(crate) offset: Option<ServerClock>,
+    pub(crate) held: bool,
+    /// Until when our lock is surely unexpired, on the boot clock: never later than what
+    /// any waiter computes from the file.
+    pub(crate) expires_at: Duration,
+    /// Kept across acquisitions (see `acquire`).
+    pub(crate) waiter: Option<Waiter>,
+    /// Taken over by `adopt`: held for another process, so not released on drop.
+    pub(crate) adopted: bool,
+    /// A malformed lock file seen, and since when (kept across `try_lock` attempts).
+    pub(crate) malformed: Option<(FileId, Instant)>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) lockfile: PathBuf,
+    pub(crate) claimfile: PathBuf,
+    pub(crate) claim_bytes: Vec<u8>,
+    pub(crate) marker: PathBuf,
+    pub(crate) taken: PathBuf,
+    pub(crate) sep: char,
+    pub(crate) hostname: String,
+    pub(crate) identity: HostIdentity,
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) on_wait: Option<WaitCallback>,
+    pub(crate) cfg: Config,
+    pub(crate) state: Mutex<State>,
+    /// The pid written into our claims.
+    pub(crate) pid: u32,
+}
+
+/// The outcome of stamping our claim's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stamp {
+    /// Stamped and read back; `State::claim` has the new deadline.
+    Done,
+    /// Our claim file is gone: a breaker removed it with the lock it was (flufl.lock's
+    /// break removes the claim first, then the lock), or a cleaner did.
+    Gone,
+    /// The file read back is not our claim: the lock changed hands.
+    NotOurs,
+}
+
+/// What the lock file is, read without following links.
+#[derive(Debug)]
+pub(crate) enum View {
+    /// No lock file (or it vanished while we looked).
+    Gone,
+    /// The lock file is our claim: we hold the lock.
+    Ours,
+    /// Someone else's well-formed claim.
+    Theirs(Meta, Box<Claim>),
+    /// A regular file that does not hold a claim. flufl.lock rewrites its claim (so the
+    /// lock) in place when it re-locks, so this can be a passing state; it is never broken.
+    Malformed(Meta),
+}
+
+/// How long a lock file may stay the same malformed file before waiters give up on it.
+pub(crate) const MALFORMED_GRACE: Duration = Duration::from_secs(1);
+
+pub(crate) fn malformed_error(path: &Path, meta: &Meta) -> Error {
+    Error::invalid(
+        path,
+        format!(
+            "lock file {} ({} bytes) does not hold a flufl.lock claim; refusing to break it \
+             (remove it by hand if no process uses it)",
+            path.display(),
+            meta.len
+        ),
+    )
+}
+
+pub(crate) fn is_not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || sys::is_stale(e)
+}
+
+pub(crate) fn is_exists(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::AlreadyExists
+}
+
+/// `t + d` on the monotonic clock, saturating at a far future.
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(86_400 * 365 * 100)))
+        .unwrap_or(t)
+}
+
+impl Inner {
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_bounds(&self) -> (Duration, Duration) {
+        (self.cfg.min_poll, self.cfg.max_poll)
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        self.cfg.default_timeout
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn lifetime(&self) -> Duration {
+        self.lock_state().lifetime
+    }
+
+    /// Whether our own lease may have run out (by the boot clock, which counts a suspend).
+    pub(crate) fn expired_locally(&self) -> bool {
+        self.fs.boot_clock() >= self.lock_state().expires_at
+    }
+
+    /// Whether our lease has less than twice the clock margin left: a breaker may be judging
+    /// it now, so removing or re-stamping it must serialise with breakers (the marker).
+    pub(crate) fn near_expiry(&self, st: &State) -> bool {
+        self.fs
+            .boot_clock()
+            .saturating_add(self.cfg.clock_margin.saturating_mul(2))
+            >= st.expires_at
+    }
+
+    pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one filesystem call, retrying `EINTR` transparently and the configured
+    /// retryable errors up to `max_retries` times.
+    pub(crate) fn call<T>(&self, f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        self.retry(f, |_| true)
+    }
+
+    /// Runs a removal by name (`unlink`, `rename`) of a file that may not be ours a moment
+    /// later, retrying only errors that say the call was not made: `EINTR`, and a Windows
+    /// sharing or lock violation when configured as retryable. Others (`ESTALE`, `EIO`) are
+    /// not retried: on NFS the server may have done it, and a retry could remove what has
+    /// that name a moment later.
+    pub(crate) fn call_removal(&self, f: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+        self.retry(f, sys::is_sharing_violation)
+    }
+
+    /// The retry loop of [`Inner::call`] and [`Inner::call_removal`]: `EINTR` always (up to
+    /// a thousand times in a row), the configured errors that `retryable` accepts up to
+    /// `max_retries` times, with a short growing pause.
+    fn retry<T>(
+        &self,
+        mut f: impl FnMut() -> io::Result<T>,
+        retryable: impl Fn(&io::Error) -> bool,
+    ) -> io::Result<T> {
+        let (mut interrupts, mut retries) = (0u32, 0u32);
+        loop {
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupts < 1000 => {
+                    interrupts += 1
+                }
+                Err(e)
+                    if e.raw_os_error()
+                        .is_some_and(|n| self.cfg.retry_errnos.contains(&n))
+                        && retryable(&e)
+                        && retries < self.cfg.max_retries =>
+                {
+                    retries += 1;
+                    std::thread::sleep(Duration::from_millis(1 << retries.min(3)));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// The least the file server's time can be now, by our estimate; the wall clock until
+    /// we have one.
+    pub(crate) fn server_now(&self, st: &State) -> SystemTime {
+        match st.offset {
+            Some(o) => o.now(self.fs.boot_clock()),
+            None => self.clock.now(),
+        }
+    }
+
+    /// The "now" a claim's expiry is judged against: the file server's clock for claims we
+    /// wrote (their expiry is in it), the wall clock (the `clock` hook, flufl.lock's `_now`)
+    /// for claims written by flufl.lock, whose expiry is in their writer's clock.
+    pub(crate) fn now_for(&self, st: &State, c: &Claim) -> SystemTime {
+        if c.ours {
+            self.server_now(st)
+        } else {
+            self.clock.now()
+        }
+    }
+
+    /// Creates our claim file: exclusive create, write its own path into it, learn the
+    /// server's clock from the time it stamped, and set the expiry in that clock.
+    pub(crate) fn create_claim(&self, st: &mut State) -> Result<()> {
+        let path = &self.claimfile;
+        // Taken before the create: the server stamped the claim after this moment.
+        let before = self.fs.boot_clock();
+        let file = match self.call(|| self.fs.create_new(path)) {
+            Ok(f) => f,
+            Err(e) if is_exists(&e) => {
+                // A claim of ours left by an earlier failure in this process: replace it.
+                match self.call(|| self.fs.unlink(path)) {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(Error::io("remove stale claim file", path, e)),
+                }
+                self.call(|| self.fs.create_new(path))
+                    .map_err(|e| Error::io("create claim file", path, e))?
+            }
+            Err(e) => return Err(Error::io("create claim file", path, e)),
+        };
+        let stamped = (|| {
+            self.call(|| self.fs.write_all(&file, &self.claim_bytes))
+                .map_err(|e| ("write claim file", e))?;
+            let meta = self
+                .call(|| self.fs.fstat(&file))
+                .map_err(|e| ("stat claim file", e))?;
+            let now = self.fs.boot_clock();
+            let clock = ServerClock::learn(meta.modified, before, now);
+            let expiry = clock.expiry(now, st.lifetime);
+            self.call(|| self.fs.set_times(&file, expiry))
+                .map_err(|e| ("set expiry of claim file", e))?;
+            Ok::<_, (&str, io::Error)>((meta.id, clock, now, clock.deadline(expiry)))
+        })();
+        drop(file);
+        match stamped {
+            Ok((id, clock, now, deadline)) => {
+                st.offset = Some(clock);
+                st.claim = Some(ClaimState {
+                    id,
+                    stamped: now,
+                    deadline,
+                });
+                Ok(())
+            }
+            Err((step, e)) => {
+                let _ = self.call(|| self.fs.unlink(path));
+                Err(Error::io(step, path, e))
+            }
+        }
+    }
+
+    /// Learns the server's clock without touching the lock: create a private probe file,
+    /// read the time the server stamped on it, remove it.
+    pub(crate) fn learn_offset(&self) -> Result<ServerClock> {
+        let mut probe = self.claimfile.clone().into_os_string();
+        probe.push(".clk");
+        let probe = PathBuf::from(probe);
+        let _ = self.fs.unlink(&probe);
+        let before = self.fs.boot_clock();
+        let file = self
+            .call(|| self.fs.create_new(&probe))
+            .map_err(|e| Error::io("create clock probe file", &probe, e))?;
+        let meta = self.call(|| self.fs.fstat(&file));
+        let after = self.fs.boot_clock();
+        drop(file);
+        let _ = self.call(|| self.fs.unlink(&probe));
+        let meta = meta.map_err(|e| Error::io("stat clock probe file", &probe, e))?;
+        Ok(ServerClock::learn(meta.modified, before, after))
+    }
+
+    /// Re-stamps our (unlinked) claim with a fresh expiry after a long wait, so that the
+    /// lock it becomes is not born expired. A claim removed meanwhile (a breaker took it with
+    /// a lock it had become, a cleaner) is written again.
+    pub(crate) fn restamp_claim(&self, st: &mut State) -> Result<()> {
+        match self.stamp(st, &self.claimfile)? {
+            Stamp::Done => Ok(()),
+            Stamp::Gone | Stamp::NotOurs => self.create_claim(st),
+        }
+    }
+
+    /// Writes our claim's expiry, a lifetime from the server's time now, then reads the
+    /// attributes back through `check` (the claim, or the lock when we hold it: one inode).
+    ///
+    /// The read-back is also a fresh reading of the server's clock: the change time the
+    /// server stamped while setting the times. If our estimate had fallen behind (a suspend
+    /// our boot clock did not see, a step of the server's clock, or of the wall clock on a
+    /// local filesystem), the expiry just written is short: it is written again from the
+    /// fresh reading. Our deadline is computed from the expiry as stored.
+    pub(crate) fn stamp(&self, st: &mut State, check: &Path) -> Result<Stamp> {
+        let Some(id) = st.claim.map(|c| c.id) else {
+            return Ok(Stamp::Gone);
+        };
+        let mut clock = match st.offset {
+            Some(c) => c,
+            None => self.learn_offset()?,
+        };
+        for again in [false, true] {
+            let before = self.fs.boot_clock();
+            let expiry = clock.expiry(before, st.lifetime);
+            match self.call(|| self.fs.set_path_times(&self.claimfile, expiry)) {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => return Ok(Stamp::Gone),
+                Err(e) => return Err(Error::io("set expiry of claim file", &self.claimfile, e)),
+            }
+            let meta = match self.call(|| self.fs.lstat(check)) {
+                Ok(m) => m,
+                Err(e) if is_not_found(&e) => return Ok(Stamp::NotOurs),
+                Err(e) => return Err(Error::io("stat after setting expiry", check, e)),
+            };
+            if meta.id != id {
+                return Ok(Stamp::NotOurs);
+            }
+            let after = self.fs.boot_clock();
+            let fresh = if sys::CHANGE_TIME_IS_SERVER_TIME {
+                ServerClock::learn(meta.changed, before, after)
+            } else {
+                clock
+            };
+            let behind = clock.behind(&fresh, after);
+            st.offset = Some(fresh);
+            if !again && behind > self.cfg.clock_margin + fresh.granularity() {
+                log::warn!(
+                    "the file server's clock is {behind:.1?} ahead of our estimate (a suspend, \
+                     or a clock step); stamping {} again",
+                    self.claimfile.display()
+                );
+                clock = fresh;
+                continue;
+            }
+            st.claim = Some(ClaimState {
+                id,
+                stamped: before,
+                deadline: fresh.deadline(meta.modified),
+            });
+            break;
+        }
+        Ok(Stamp::Done)
+    }
+
+    pub(crate) fn remove_claim(&self, st: &mut State) -> Result<()> {
+        st.claim = None;
+        match self.call(|| self.fs.unlink(&self.claimfile)) {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::io("remove claim file", &self.claimfile, e)),
+        }
+    }
+
+    /// Opens and reads a lock-like file (the lock, the pin or the marker) without following
+    /// links: its attributes and, if it holds one, its claim. `None` if it does not exist.
+    pub(crate) fn read_lock(&self, path: &Path) -> Result<Option<(Meta, Option<Claim>)>> {
+        let file = match self.call(|| self.fs.open_read(path)) {
+            Ok(f) => f,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) if self.is_symlink(path) => {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "{} is a symbolic link; refusing to follow it ({e})",
+                        path.display()
+                    ),
+                ))
+            }
+            Err(e) => return Err(Error::io("open lock file", path, e)),
+        };
+        let meta = match self.call(|| self.fs.fstat(&file)) {
+            Ok(m) => m,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(Error::io("stat lock file", path, e)),
+        };
+        if meta.kind != FileKind::Regular {
+            return Ok(Some((meta, None)));
+        }
+        let bytes = match self.call(|| self.fs.read_head(&file, claim::MAX_CLAIM_LEN + 1)) {
+            Ok(b) => b,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(Error::io("read lock file", path, e)),
+        };
+        Ok(Some((meta, claim::parse_any(&bytes, self.sep))))
+    }
+
+    pub(crate) fn is_symlink(&self, path: &Path) -> bool {
+        matches!(self.fs.lstat(path), Ok(m) if m.kind == FileKind::Symlink)
+    }
+
+    /// What the lock file is now.
+    pub(crate) fn view(&self, st: &State) -> Result<View> {
+        let path = &self.lockfile;
+        let Some((meta, parsed)) = self.read_lock(path)? else {
+            return Ok(View::Gone);
+        };
+        if st.claim.is_some_and(|c| c.id == meta.id) {
+            return Ok(View::Ours);
+        }
+        match (meta.kind, parsed) {
+            (FileKind::Regular, Some(c)) => Ok(View::Theirs(meta, Box::new(c))),
+            (FileKind::Regular, None) => Ok(View::Malformed(meta)),
+            (kind, _) => Err(Error::invalid(
+                path,
+                format!(
+                    "lock file {} is a {}, not a regular file; refusing to touch it",
+                    path.display(),
+                    kind_name(kind)
+                ),
+            )),
+        }
+    }
+
+    /// Whether the process that wrote `c` is alive. Dead only with proof: same host name,
+    /// same boot, pid and time namespaces, and the kernel says the pid is gone or every
+    /// thread of it has exited, or `/proc` shows a later process under that pid.
+    pub(crate) fn liveness(&self, c: &Claim) -> Liveness {
+        if !self.cfg.pid_check || c.details.hostname != self.hostname {
+            return Liveness::Unknown;
+        }
+        let Some(o) = &c.origin else {
+            return Liveness::Unknown;
+        };
+        let id = &self.identity;
+        // The same boot and pid namespace, so the pid names the same process table; the same
+        // time namespace, so start times read from /proc compare.
+        if id.boot_id.as_deref() != Some(o.boot_id.as_str())
+            || id.pid_ns != Some(o.pid_ns)
+            || id.time_ns != Some(o.time_ns)
+        {
+            return Liveness::Unknown;
+        }
+        match self.fs.process(c.details.pid) {
+            ProcState::Gone | ProcState::Zombie => Liveness::Dead,
+            ProcState::Running { start: Some(s) } if s != o.start_time => Liveness::Dead,
+            ProcState::Running { .. } => Liveness::Alive,
+            ProcState::Unknown => Liveness::Unknown,
+        }
+    }
+
+    pub(crate) fn slop(&self, c: &Claim) -> Duration {
+        if c.ours {
+            self.cfg.clock_margin
+        } else {
+            self.cfg.foreign_slop
+        }
+    }
+}
+
+pub(crate) fn kind_name(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Regular => "regular file",
+        FileKind::Directory => "directory",
+        FileKind::Symlink => "symbolic link",
+        FileKind::Other => "FIFO, socket or device",
+    }
+}

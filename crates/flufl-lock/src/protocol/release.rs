@@ -1,0 +1,205 @@
+//! Unlocking, refreshing and the read-only queries (docs/protocol.md: Unlocking;
+//! Refreshing, keep-alive, queries).
+
+use super::*;
+
+impl Inner {
+    pub(crate) fn is_ours(&self, st: &State) -> Result<bool> {
+        let Some(c) = st.claim else { return Ok(false) };
+        match self.call(|| self.fs.lstat(&self.lockfile)) {
+            Ok(m) => Ok(m.id == c.id),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(Error::io("stat lock file", &self.lockfile, e)),
+        }
+    }
+
+    pub(crate) fn lost(&self, what: &str) -> Error {
+        let holder = match self.read_lock(&self.lockfile) {
+            Ok(Some((_, Some(c)))) => {
+                format!("now held by {} pid {}", c.details.hostname, c.details.pid)
+            }
+            Ok(_) => "no one holds it now".to_string(),
+            Err(e) => format!("its state cannot be read: {e}"),
+        };
+        Error::new(
+            ErrorKind::NotLocked,
+            &self.lockfile,
+            format!(
+                "{what}: {} was broken by another process after it expired; {holder}",
+                self.lockfile.display()
+            ),
+        )
+    }
+
+    pub(crate) fn release(&self, unconditionally: bool) -> Result<()> {
+        let mut st = self.lock_state();
+        if !st.held {
+            if st.claim.is_some() || unconditionally {
+                self.remove_claim(&mut st)?;
+            }
+            if unconditionally {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorKind::NotLocked,
+                &self.lockfile,
+                format!("{} is not locked by this process", self.lockfile.display()),
+            ));
+        }
+        st.held = false;
+        let Some(c) = st.claim else { return Ok(()) };
+        let result = if !self.near_expiry(&st) {
+            // Comfortably unexpired: no correct breaker touches it, so check and unlink.
+            match self.call(|| self.fs.lstat(&self.lockfile)) {
+                // (Unless the check itself was slow enough to bring the deadline near.)
+                Ok(m) if m.id == c.id && self.near_expiry(&st) => self.release_near_expiry(&st),
+                Ok(m) if m.id == c.id => self.unlink_lock(),
+                Ok(_) => Err(self.lost("unlock")),
+                Err(e) if is_not_found(&e) => Err(self.lost("unlock")),
+                Err(e) => Err(Error::io("stat lock file", &self.lockfile, e)),
+            }
+        } else {
+            self.release_near_expiry(&st)
+        };
+        let claim = self.remove_claim(&mut st);
+        match (result, claim) {
+            (Err(e), _) if unconditionally && e.kind() == ErrorKind::NotLocked => Ok(()),
+            (Err(e), _) => Err(e),
+            (Ok(()), r) => r.map(|()| log::debug!("released {}", self.lockfile.display())),
+        }
+    }
+
+    /// Removes the lock file, which we have just confirmed is ours.
+    pub(crate) fn unlink_lock(&self) -> Result<()> {
+        match self.call_removal(|| self.fs.unlink(&self.lockfile)) {
+            Ok(()) => Ok(()),
+            // Confirmed ours an instant ago: a lost NFS reply to a REMOVE that was done.
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::io("remove lock file", &self.lockfile, e)),
+        }
+    }
+
+    /// An unlock near or after expiry: serialised with breakers by the marker, so that
+    /// "check it is ours, then unlink" cannot remove a lock a breaker just handed on.
+    pub(crate) fn release_near_expiry(&self, st: &State) -> Result<()> {
+        let Some(c) = st.claim else { return Ok(()) };
+        if !self.take_marker_patiently(st, "unlock safely")? {
+            // A breaker removed our claim file, which was the lock: it is gone.
+            return Err(self.lost("unlock"));
+        }
+        let r = match self.read_lock(&self.lockfile) {
+            // (Re-check the marker: a stale-marker remover elsewhere may have displaced it,
+            // and then a breaker may be acting; leave the lock to expire rather than race.)
+            Ok(Some((m, _))) if m.id == c.id && !self.marker_is_ours(st) => Err(Error::new(
+                ErrorKind::Io,
+                &self.marker,
+                format!(
+                    "break marker {} was displaced while unlocking; {} left to expire",
+                    self.marker.display(),
+                    self.lockfile.display()
+                ),
+            )),
+            Ok(Some((m, _))) if m.id == c.id => self.unlink_lock(),
+            Ok(_) => Err(self.lost("unlock")),
+            Err(e) => Err(e),
+        };
+        self.release_marker(st);
+        r
+    }
+
+    /// Extends our lock by a lifetime from the server's time now: stamp our claim (the
+    /// lock's inode), read it back through the lock's name to check it is still ours and to
+    /// re-learn the server's clock ([`Inner::stamp`]). Near or past our deadline, under the
+    /// marker, as an unlock is.
+    pub(crate) fn refresh(&self, lifetime: Option<Duration>, unconditionally: bool) -> Result<()> {
+        let mut st = self.lock_state();
+        if let Some(l) = lifetime {
+            st.lifetime = l;
+        }
+        if !st.held {
+            if unconditionally {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorKind::NotLocked,
+                &self.lockfile,
+                format!(
+                    "cannot refresh {}: not locked by this process",
+                    self.lockfile.display()
+                ),
+            ));
+        }
+        let stamped = if self.near_expiry(&st) {
+            // Near or past expiry a breaker may be judging our lock right now: refresh under
+            // the marker, as an unlock does, so its judgement and our new expiry cannot cross.
+            if !self.take_marker_patiently(&st, "refresh safely")? {
+                Ok(Stamp::Gone)
+            } else {
+                let marker_claim = st.claim;
+                let r = match self.read_lock(&self.lockfile) {
+                    Ok(Some((m, _))) if st.claim.is_some_and(|c| c.id == m.id) => {
+                        self.stamp(&mut st, &self.lockfile)
+                    }
+                    Ok(_) => Ok(Stamp::NotOurs),
+                    Err(e) => Err(e),
+                };
+                self.release_marker_of(marker_claim);
+                r
+            }
+        } else {
+            self.stamp(&mut st, &self.lockfile)
+        };
+        match stamped? {
+            Stamp::Done => {
+                st.expires_at = st.claim.map_or(Duration::ZERO, |c| c.deadline);
+                Ok(())
+            }
+            // Our claim file gone (a breaker removed it with the lock it was), or the lock is
+            // someone else's: lost.
+            Stamp::Gone | Stamp::NotOurs if unconditionally => Ok(()),
+            Stamp::Gone | Stamp::NotOurs => Err(self.lost("refresh")),
+        }
+    }
+
+    pub(crate) fn state(&self) -> Result<LockState> {
+        let st = self.lock_state();
+        let Some((meta, parsed)) = self.read_lock(&self.lockfile)? else {
+            return Ok(LockState::Unlocked);
+        };
+        if meta.kind != FileKind::Regular {
+            return Err(Error::invalid(
+                &self.lockfile,
+                format!(
+                    "lock file {} is a {}, not a regular file",
+                    self.lockfile.display(),
+                    kind_name(meta.kind)
+                ),
+            ));
+        }
+        let ours = st.claim.is_some_and(|c| c.id == meta.id);
+        let now = match &parsed {
+            Some(c) => self.now_for(&st, c),
+            None => self.server_now(&st),
+        };
+        let liveness = match &parsed {
+            Some(c) => match self.liveness(c) {
+                // Like flufl.lock's report: same host name and no such pid reads as stale.
+                Liveness::Unknown if c.details.hostname == self.hostname && c.origin.is_none() => {
+                    match self.fs.process(c.details.pid) {
+                        ProcState::Gone | ProcState::Zombie => Liveness::Dead,
+                        _ => Liveness::Unknown,
+                    }
+                }
+                l => l,
+            },
+            None => Liveness::Unknown,
+        };
+        Ok(claim::classify(Facts {
+            present: true,
+            parsed: parsed.is_some() && meta.kind == FileKind::Regular,
+            ours,
+            expired: claim::expired(meta.modified, now, Duration::ZERO),
+            liveness,
+        }))
+    }
+}
