@@ -1,109 +1,156 @@
 //! The `tokio` feature: acquiring without blocking the runtime, and an async keep-alive.
 //!
-//! Each attempt (a `try_lock`: a handful of filesystem calls, which on NFS are network round
-//! trips) runs on tokio's blocking pool; between attempts the task sleeps on tokio's timer
-//! with the same adaptive backoff as [`Lock::lock`]. Dropping the future is safe at any
-//! point: an attempt still running when the future is dropped releases the lock it takes,
-//! and removes its claim file.
+//! An async acquisition is the blocking one's: [`Inner::begin_acquire`], then
+//! [`Inner::attempt`] (a handful of filesystem calls, which on NFS are network round trips,
+//! run on tokio's blocking pool) until it says `Acquired`, with the same claim throughout and
+//! the same calls, sleeping on tokio's timer for what each attempt says (no inotify or
+//! pidfd: the runtime's timer wakes the task). Dropping the future is safe at any point: the
+//! acquisition is ended, its claim file removed, and a lock it took released.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::lock::Lock;
-use crate::protocol::Inner;
+use crate::protocol::{Acquisition, Inner, Next};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempt {
-    Running,
-    /// The future was dropped while the attempt ran: the attempt gives back what it took.
-    Cancelled,
-    /// The attempt ended; `true` if it took the lock.
-    Done(bool),
+/// An acquisition shared between the task and the blocking pool.
+#[derive(Default)]
+struct Shared {
+    /// The acquisition, between attempts (taken out while an attempt runs).
+    acquisition: Option<Acquisition>,
+    /// The future was dropped: whoever holds the acquisition ends it.
+    cancelled: bool,
+    /// The lock was taken and not yet handed to the caller.
+    taken: bool,
 }
 
-/// Gives back a lock taken by an attempt whose future was dropped.
-struct CancelGuard {
+/// Ends the acquisition if the future is dropped before it returns.
+struct Cancel {
     inner: Arc<Inner>,
-    attempt: Arc<Mutex<Attempt>>,
-    armed: bool,
+    shared: Arc<Mutex<Shared>>,
+    returned: bool,
 }
 
-impl Drop for CancelGuard {
+fn lock_shared(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn cancelled(inner: &Inner) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        &inner.lockfile,
+        format!("acquiring {} was cancelled", inner.lockfile.display()),
+    )
+}
+
+impl Drop for Cancel {
     fn drop(&mut self) {
-        if !self.armed {
+        if self.returned {
             return;
         }
-        let mut a = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
-        match *a {
-            Attempt::Running => *a = Attempt::Cancelled,
-            Attempt::Done(true) => {
-                // Taken, but no one will receive it: release off the runtime's workers.
-                let inner = self.inner.clone();
-                let release = move || {
-                    if let Err(e) = inner.release(true) {
-                        log::warn!("releasing a lock whose acquisition was cancelled: {e}");
-                    }
-                };
-                match tokio::runtime::Handle::try_current() {
-                    Ok(h) => drop(h.spawn_blocking(release)),
-                    Err(_) => release(),
+        let mut s = lock_shared(&self.shared);
+        s.cancelled = true;
+        let (acquisition, taken) = (s.acquisition.take(), std::mem::take(&mut s.taken));
+        drop(s);
+        if acquisition.is_none() && !taken {
+            return; // an attempt is running on the blocking pool: it ends the acquisition
+        }
+        // End it off the runtime's workers: a few filesystem calls.
+        let inner = self.inner.clone();
+        let end = move || {
+            if let Some(a) = acquisition {
+                let _ = inner.end_acquire(a, Err(cancelled(&inner)));
+            }
+            if taken {
+                if let Err(e) = inner.release(true) {
+                    log::warn!("releasing a lock whose acquisition was cancelled: {e}");
                 }
             }
-            _ => {}
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(end)),
+            Err(_) => end(),
         }
     }
+}
+
+/// Runs `f` on the blocking pool; a panic or a shut-down runtime is an error naming the lock.
+async fn blocking<T: Send + 'static>(
+    inner: &Arc<Inner>,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            &inner.lockfile,
+            format!("lock attempt on {} failed: {e}", inner.lockfile.display()),
+        )
+    })?
 }
 
 async fn acquire(inner: Arc<Inner>, timeout: Option<Duration>) -> Result<()> {
-    let start = Instant::now();
-    let deadline = timeout.map(|t| start + t);
-    let (min, max) = inner.poll_bounds();
-    let mut pause = min;
-    loop {
-        let attempt = Arc::new(Mutex::new(Attempt::Running));
-        let mut guard = CancelGuard {
-            inner: inner.clone(),
-            attempt: attempt.clone(),
-            armed: true,
-        };
-        let i2 = inner.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = i2.acquire(Some(Duration::ZERO));
-            let mut a = attempt.lock().unwrap_or_else(|e| e.into_inner());
-            if *a == Attempt::Cancelled {
-                if r.is_ok() {
-                    let _ = i2.release(true);
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let mut guard = Cancel {
+        inner: inner.clone(),
+        shared: shared.clone(),
+        returned: false,
+    };
+    let (i2, s2) = (inner.clone(), shared.clone());
+    blocking(&inner, move || {
+        let a = i2.begin_acquire(timeout, false)?;
+        let mut s = lock_shared(&s2);
+        if s.cancelled {
+            drop(s);
+            return i2.end_acquire(a, Err(cancelled(&i2)));
+        }
+        s.acquisition = Some(a);
+        Ok(())
+    })
+    .await?;
+    let result = loop {
+        let (i2, s2) = (inner.clone(), shared.clone());
+        let next = blocking(&inner, move || {
+            let Some(mut a) = lock_shared(&s2).acquisition.take() else {
+                return Err(cancelled(&i2));
+            };
+            let next = i2.attempt(&mut a);
+            let mut s = lock_shared(&s2);
+            match next {
+                Ok(Next::Acquired) => {
+                    let r = i2.end_acquire(a, Ok(()));
+                    if r.is_ok() && s.cancelled {
+                        drop(s);
+                        let _ = i2.release(true);
+                        return Err(cancelled(&i2));
+                    }
+                    s.taken = r.is_ok();
+                    r.map(|()| Next::Acquired)
                 }
-            } else {
-                *a = Attempt::Done(r.is_ok());
+                Ok(_) if s.cancelled => {
+                    drop(s);
+                    i2.end_acquire(a, Err(cancelled(&i2))).map(|()| Next::Again)
+                }
+                Ok(next) => {
+                    s.acquisition = Some(a);
+                    Ok(next)
+                }
+                Err(e) => {
+                    drop(s);
+                    i2.end_acquire(a, Err(e)).map(|()| Next::Again)
+                }
             }
-            r
         })
         .await;
-        guard.armed = false;
-        let result = joined.map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                &inner.lockfile,
-                format!("lock attempt on {} failed: {e}", inner.lockfile.display()),
-            )
-        })?;
-        match result {
-            Err(e) if e.kind() == ErrorKind::TimedOut => {
-                let now = Instant::now();
-                if deadline.is_some_and(|d| now >= d) {
-                    return Err(e);
-                }
-                let mut sleep = pause;
-                if let Some(d) = deadline {
-                    sleep = sleep.min(d - now);
-                }
-                tokio::time::sleep(sleep).await;
-                pause = pause.mul_f64(1.5).min(max);
-            }
-            other => return other,
+        match next {
+            Ok(Next::Acquired) => break Ok(()),
+            Ok(Next::Again) => {}
+            Ok(Next::Wait(pause)) => tokio::time::sleep(pause).await,
+            Err(e) => break Err(e),
         }
-    }
+    };
+    lock_shared(&shared).taken = false;
+    guard.returned = true;
+    result
 }
 
 impl Lock {

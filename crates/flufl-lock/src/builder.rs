@@ -495,8 +495,10 @@ impl LockBuilder {
                 expires_at: Duration::ZERO,
                 waiter: None,
                 adopted: false,
+                busy: false,
                 malformed: None,
             }),
+            idle: std::sync::Condvar::new(),
             pid,
         })
     }

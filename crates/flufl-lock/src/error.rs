@@ -1,8 +1,10 @@
 //! The one error type, with flufl.lock's kinds.
 
+use crate::claim::Details;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// What went wrong, mirroring flufl.lock's exceptions.
 ///
@@ -74,6 +76,183 @@ impl Error {
             message: format!("failed to {step} {}", path.display()),
             source: Some(err),
         }
+    }
+
+    // Named errors, one wording each, so that every message names the file and the step.
+
+    /// `lock()` on a `Lock` that holds its lock.
+    pub(crate) fn already_locked(lock: &Path) -> Error {
+        Error::new(
+            ErrorKind::AlreadyLocked,
+            lock,
+            format!(
+                "{} is already locked by this process (pid {})",
+                lock.display(),
+                std::process::id()
+            ),
+        )
+    }
+
+    /// `break_lock` on a `Lock` that holds its lock.
+    pub(crate) fn held_here(lock: &Path) -> Error {
+        Error::new(
+            ErrorKind::AlreadyLocked,
+            lock,
+            format!(
+                "{} is held by this process; unlock it instead",
+                lock.display()
+            ),
+        )
+    }
+
+    /// `unlock` or `refresh` (`what`) of a `Lock` that does not hold its lock.
+    pub(crate) fn not_held(lock: &Path, what: &str) -> Error {
+        let message = match what {
+            "unlock" => format!("{} is not locked by this process", lock.display()),
+            _ => format!(
+                "cannot {what} {}: not locked by this process",
+                lock.display()
+            ),
+        };
+        Error::new(ErrorKind::NotLocked, lock, message)
+    }
+
+    /// Our lock was broken by another process after it expired; `now` says who holds it.
+    pub(crate) fn lost(lock: &Path, what: &str, now: &str) -> Error {
+        Error::new(
+            ErrorKind::NotLocked,
+            lock,
+            format!(
+                "{what}: {} was broken by another process after it expired; {now}",
+                lock.display()
+            ),
+        )
+    }
+
+    /// There is no lock file (for a query that needs one).
+    pub(crate) fn no_lock_file(lock: &Path) -> Error {
+        Error::new(
+            ErrorKind::NotLocked,
+            lock,
+            format!("no lock file {}", lock.display()),
+        )
+    }
+
+    /// The lock file holds no claim, so there are no details to give.
+    pub(crate) fn no_details(lock: &Path) -> Error {
+        Error::new(
+            ErrorKind::NotLocked,
+            lock,
+            format!("details are unavailable: {} holds no claim", lock.display()),
+        )
+    }
+
+    /// Timed out waiting for a lock held by `holder`, which expires in `left`.
+    pub(crate) fn timed_out_waiting(
+        lock: &Path,
+        waited: Duration,
+        holder: &Details,
+        left: Duration,
+    ) -> Error {
+        Error::new(
+            ErrorKind::TimedOut,
+            lock,
+            format!(
+                "timed out after {waited:.1?} waiting for {}: held by {} pid {}, {}",
+                lock.display(),
+                holder.hostname,
+                holder.pid,
+                if left.is_zero() {
+                    "expired".to_string()
+                } else {
+                    format!("expires in {left:.1?}")
+                }
+            ),
+        )
+    }
+
+    /// Timed out while a lock file's content was being rewritten (flufl.lock re-locking).
+    pub(crate) fn timed_out_rewriting(lock: &Path, waited: Duration) -> Error {
+        Error::new(
+            ErrorKind::TimedOut,
+            lock,
+            format!(
+                "timed out after {waited:.1?} waiting for {}: its content is being rewritten",
+                lock.display()
+            ),
+        )
+    }
+
+    /// The lock file vanished and reappeared `tries` times in a row.
+    pub(crate) fn keeps_changing(lock: &Path, tries: u32) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            lock,
+            format!(
+                "{} keeps changing; giving up after {tries} tries",
+                lock.display()
+            ),
+        )
+    }
+
+    /// The break marker could not be taken to do `purpose`.
+    pub(crate) fn marker_busy(marker: &Path, purpose: &str) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            marker,
+            format!(
+                "could not take break marker {} to {purpose}",
+                marker.display()
+            ),
+        )
+    }
+
+    /// The break marker was displaced while we unlocked near expiry.
+    pub(crate) fn marker_displaced(marker: &Path, lock: &Path) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            marker,
+            format!(
+                "break marker {} was displaced while unlocking; {} left to expire",
+                marker.display(),
+                lock.display()
+            ),
+        )
+    }
+
+    /// A lock-like file (`what`: "lock file", "break marker") that is not a regular file.
+    pub(crate) fn not_regular(path: &Path, what: &str, kind: &str) -> Error {
+        Error::invalid(
+            path,
+            format!(
+                "{what} {} is a {kind}, not a regular file; refusing to touch it \
+                 (remove it by hand if no process uses it)",
+                path.display()
+            ),
+        )
+    }
+
+    /// A regular lock file that does not hold a claim.
+    pub(crate) fn malformed(lock: &Path, len: u64) -> Error {
+        Error::invalid(
+            lock,
+            format!(
+                "lock file {} ({len} bytes) does not hold a flufl.lock claim; refusing to \
+                 break it (remove it by hand if no process uses it)",
+                lock.display()
+            ),
+        )
+    }
+
+    /// A symbolic link where a lock-like file should be.
+    pub(crate) fn symlink(path: &Path, err: &io::Error) -> Error {
+        Error::invalid(
+            path,
+            format!(
+                "{} is a symbolic link; refusing to follow it ({err})",
+                path.display()
+            ),
+        )
     }
 
     /// An I/O error that is not a failed call: the file is not what a lock may be.

@@ -3,7 +3,7 @@
 
 use crate::builder::LockBuilder;
 use crate::claim::{self, Details, LockState};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::keep_alive::KeepAlive;
 use crate::protocol::{is_not_found, Inner};
 use std::fmt;
@@ -287,14 +287,7 @@ impl Lock {
     pub fn details(&self) -> Result<Details> {
         match self.inner.read_lock(&self.inner.lockfile) {
             Ok(Some((_, Some(c)))) => Ok(c.details),
-            Ok(_) => Err(Error::new(
-                ErrorKind::NotLocked,
-                &self.inner.lockfile,
-                format!(
-                    "details are unavailable: {} holds no claim",
-                    self.inner.lockfile.display()
-                ),
-            )),
+            Ok(_) => Err(Error::no_details(&self.inner.lockfile)),
             Err(e) => Err(e),
         }
     }
@@ -340,11 +333,7 @@ impl Lock {
         let path = &self.inner.lockfile;
         match self.inner.fs.lstat(path) {
             Ok(m) => Ok(m.modified),
-            Err(e) if is_not_found(&e) => Err(Error::new(
-                ErrorKind::NotLocked,
-                path,
-                format!("no lock file {}", path.display()),
-            )),
+            Err(e) if is_not_found(&e) => Err(Error::no_lock_file(path)),
             Err(e) => Err(Error::io("stat lock file", path, e)),
         }
     }

@@ -11,6 +11,15 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
+    /// Starts at `min`, grows to `max`.
+    pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            next: min,
+            min,
+            max,
+        }
+    }
+
     pub(crate) fn reset(&mut self) {
         self.next = self.min;
     }

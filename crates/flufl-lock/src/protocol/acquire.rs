@@ -1,32 +1,102 @@
-//! Acquiring and waiting (docs/protocol.md: Acquiring, Waiting).
+//! Acquiring and waiting (docs/protocol.md: Acquiring; Judging a lock; Waiting).
+//!
+//! An acquisition is [`Inner::begin_acquire`], then [`Inner::attempt`] until it says
+//! `Acquired` (or fails), sleeping for what it says between attempts, then
+//! [`Inner::end_acquire`]. The blocking path ([`Inner::acquire`]) and the async one
+//! (`asynk.rs`) run the same attempts on one claim; neither holds the state lock while it
+//! sleeps, so queries from other threads answer at once.
 
 use super::*;
 use crate::wait::Backoff;
 
+/// What one acquisition carries from attempt to attempt.
+pub(crate) struct Acquisition {
+    start: Instant,
+    deadline: Option<Instant>,
+    backoff: Backoff,
+    /// Whether waits may use change notification (the blocking path; the async path sleeps
+    /// on its runtime's timer).
+    notify: bool,
+    /// The inotify watch and the holder's pidfd, while waiting (see `end_acquire`).
+    pub(crate) waiter: Option<Waiter>,
+    /// The lock file last waited on: the backoff restarts when the lock changes hands.
+    last_holder: Option<FileId>,
+    /// Transient failures in a row (a vanished claim, a lock file that keeps changing).
+    transient: u32,
+    logged: bool,
+    /// A holder proven alive, whose process the waiter's pidfd watches.
+    last_alive: Option<FileId>,
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// The lock is ours.
+    Acquired,
+    /// Try again at once (the lock changed, was broken, or a watch was just set up).
+    Again,
+    /// Wait this long, or until woken, then try again.
+    Wait(Duration),
+}
+
 impl Inner {
+    /// Takes the lock, waiting at most `timeout` (docs/protocol.md: Acquiring, Waiting).
     pub(crate) fn acquire(&self, timeout: Option<Duration>) -> Result<()> {
+        let mut a = self.begin_acquire(timeout, self.cfg.notify)?;
+        let result = loop {
+            match self.attempt(&mut a) {
+                Ok(Next::Acquired) => break Ok(()),
+                Ok(Next::Again) => {}
+                // Sleep without the state lock: queries from other threads answer at once.
+                Ok(Next::Wait(pause)) => match a.waiter.as_mut() {
+                    Some(w) => self.fs.wait(w, pause),
+                    None => std::thread::sleep(pause),
+                },
+                Err(e) => break Err(e),
+            }
+        };
+        self.end_acquire(a, result)
+    }
+
+    /// Starts an acquisition: waits for any other operation on this `Lock` to finish, marks
+    /// it busy, and writes our claim (docs/protocol.md: Acquiring, steps 1–5).
+    pub(crate) fn begin_acquire(
+        &self,
+        timeout: Option<Duration>,
+        notify: bool,
+    ) -> Result<Acquisition> {
         let start = Instant::now();
-        let deadline = timeout.map(|t| start + t);
-        let mut st = self.lock_state();
+        let mut st = self.begin_op();
         if st.held {
-            return Err(Error::new(
-                ErrorKind::AlreadyLocked,
-                &self.lockfile,
-                format!(
-                    "{} is already locked by this process (pid {})",
-                    self.lockfile.display(),
-                    std::process::id()
-                ),
-            ));
+            return Err(Error::already_locked(&self.lockfile));
         }
         self.create_claim(&mut st)?;
-        // The waiter (an inotify descriptor) is kept for the Lock's life: closing an inotify
-        // descriptor waits for an RCU grace period (milliseconds), which would otherwise be
-        // paid on every contended acquisition, between winning the lock and returning.
-        let mut waiter = st.waiter.take();
-        let result = self.acquire_loop(&mut st, start, deadline, &mut waiter);
-        st.waiter = waiter;
-        match result {
+        st.busy = true;
+        Ok(Acquisition {
+            start,
+            deadline: timeout.map(|t| start + t),
+            backoff: Backoff::new(self.cfg.min_poll, self.cfg.max_poll),
+            notify,
+            // Kept for the Lock's life: closing an inotify descriptor waits for an RCU grace
+            // period (milliseconds), which would otherwise be paid on every contended
+            // acquisition, between winning the lock and returning.
+            waiter: if notify { st.waiter.take() } else { None },
+            last_holder: None,
+            transient: 0,
+            logged: false,
+            last_alive: None,
+        })
+    }
+
+    /// Ends an acquisition with `result`: the lock is held, or our claim is removed; the
+    /// `Lock` is free for other operations again.
+    pub(crate) fn end_acquire(&self, a: Acquisition, result: Result<()>) -> Result<()> {
+        let mut st = self.lock_state();
+        if a.waiter.is_some() {
+            st.waiter = a.waiter;
+        }
+        st.busy = false;
+        let r = match result {
             Ok(()) => {
                 st.held = true;
                 st.expires_at = st.claim.map_or(Duration::ZERO, |c| c.deadline);
@@ -39,201 +109,208 @@ impl Inner {
                 }
                 Err(e)
             }
+        };
+        drop(st);
+        self.idle.notify_all();
+        r
+    }
+
+    /// One attempt: keep our claim fresh, link it to the lock file; if the lock is held,
+    /// judge it, break it if it is breakable, or say how long to wait.
+    pub(crate) fn attempt(&self, a: &mut Acquisition) -> Result<Next> {
+        let mut st = self.lock_state();
+        let st = &mut *st;
+        // Keep our claim's expiry fresh while we wait, so the lock is not born expired.
+        if self.stamp_is_old(st) {
+            self.restamp_claim(st)?;
+        }
+        if let Some(next) = self.try_link(st, a)? {
+            return Ok(next);
+        }
+        let (meta, holder) = match self.inspect(st, a)? {
+            Ok(held) => held,
+            Err(next) => return Ok(next),
+        };
+        let j = self.judge_holder(st, a, &meta, &holder);
+        if j.breakable() && self.break_lock(st, (meta.id, &holder), j.why(), false)? {
+            a.backoff.reset();
+            return Ok(Next::Again);
+        }
+        self.plan_wait(a, &meta, &holder, &j)
+    }
+
+    /// Acquiring, step 6: `link(claim, L)`. `None`: the lock is held by someone (`EEXIST`),
+    /// look at it. A link that succeeded is confirmed if our claim's stamp is old
+    /// ([`Inner::confirm_fresh`]).
+    fn try_link(&self, st: &mut State, a: &mut Acquisition) -> Result<Option<Next>> {
+        match self.call(|| self.fs.link(&self.claimfile, &self.lockfile)) {
+            Ok(()) => Ok(Some(self.confirmed(st)?)),
+            Err(e) if is_exists(&e) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The claim vanished (a cleaner, a breaker that took it with a lock it was)
+                // or the directory entry cache lied: retry, bounded. (ESTALE was already
+                // retried by `call`.)
+                a.transient += 1;
+                if a.transient > self.cfg.max_retries {
+                    return Err(Error::io("link claim file to lock file", &self.lockfile, e));
+                }
+                if matches!(self.fs.lstat(&self.claimfile), Err(ref e) if e.kind() == io::ErrorKind::NotFound)
+                {
+                    log::warn!(
+                        "claim file {} vanished; writing it again",
+                        self.claimfile.display()
+                    );
+                    self.create_claim(st)?;
+                }
+                Ok(Some(Next::Again))
+            }
+            Err(e) => Err(Error::io("link claim file to lock file", &self.lockfile, e)),
         }
     }
 
-    pub(crate) fn acquire_loop(
+    /// `Acquired` if our new lock is confirmed, else `Again` (it was broken meanwhile).
+    fn confirmed(&self, st: &mut State) -> Result<Next> {
+        Ok(if self.confirm_fresh(st)? {
+            Next::Acquired
+        } else {
+            Next::Again
+        })
+    }
+
+    /// After `EEXIST`: what the lock file is (docs/protocol.md: Acquiring, after step 6).
+    /// `Ok`: someone else's well-formed lock, to judge; `Err(next)`: what to do instead.
+    #[allow(clippy::type_complexity)]
+    fn inspect(
         &self,
         st: &mut State,
-        start: Instant,
-        deadline: Option<Instant>,
-        waiter: &mut Option<Waiter>,
-    ) -> Result<()> {
-        let mut backoff = Backoff {
-            next: self.cfg.min_poll,
-            min: self.cfg.min_poll,
-            max: self.cfg.max_poll,
-        };
-        let mut last_holder: Option<FileId> = None;
-        let mut transient = 0u32;
-        let mut logged = false;
-        let mut last_alive: Option<FileId> = None;
-        loop {
-            // Keep our claim's expiry fresh while we wait, so the lock is not born expired.
-            if self.stamp_is_old(st) {
-                self.restamp_claim(st)?;
+        a: &mut Acquisition,
+    ) -> Result<std::result::Result<(Meta, Box<Claim>), Next>> {
+        match self.view(st)? {
+            View::Theirs(meta, c) => {
+                a.transient = 0;
+                st.malformed = None;
+                Ok(Ok((meta, c)))
             }
-            match self.call(|| self.fs.link(&self.claimfile, &self.lockfile)) {
-                Ok(()) => {
-                    if self.confirm_fresh(st)? {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Err(e) if is_exists(&e) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    // The claim vanished (a cleaner?) or the directory entry cache lied:
-                    // retry, bounded. (ESTALE was already retried by `call`.)
-                    transient += 1;
-                    if transient > self.cfg.max_retries {
-                        return Err(Error::io("link claim file to lock file", &self.lockfile, e));
-                    }
-                    if matches!(self.fs.lstat(&self.claimfile), Err(ref e) if e.kind() == io::ErrorKind::NotFound)
-                    {
-                        log::warn!(
-                            "claim file {} vanished; writing it again",
-                            self.claimfile.display()
-                        );
-                        self.create_claim(st)?;
-                    }
-                    continue;
-                }
-                Err(e) => return Err(Error::io("link claim file to lock file", &self.lockfile, e)),
-            }
-            let (meta, holder) = match self.view(st)? {
-                View::Ours => {
-                    // The link succeeded on the server though it reported EEXIST (a lost NFS
-                    // reply): the lock file is our claim, so the lock is ours.
-                    log::info!(
-                        "link reported EEXIST but {} is our claim: acquired",
-                        self.lockfile.display()
-                    );
-                    if self.confirm_fresh(st)? {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                View::Gone => {
-                    transient += 1;
-                    if transient > 3 {
-                        // A name that lingers (a delete pending on Windows): back off a little.
-                        std::thread::sleep(Duration::from_micros(100 << transient.min(6)));
-                    }
-                    if transient > self.cfg.max_retries.max(100) {
-                        return Err(Error::new(
-                            ErrorKind::Io,
-                            &self.lockfile,
-                            format!(
-                                "{} keeps changing; giving up after {transient} tries",
-                                self.lockfile.display()
-                            ),
-                        ));
-                    }
-                    continue;
-                }
-                View::Theirs(meta, c) => (meta, c),
-                View::Malformed(meta) => {
-                    let since = match st.malformed {
-                        Some((id, t)) if id == meta.id => t,
-                        _ => Instant::now(),
-                    };
-                    st.malformed = Some((meta.id, since));
-                    if since.elapsed() >= MALFORMED_GRACE {
-                        return Err(malformed_error(&self.lockfile, &meta));
-                    }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(Error::new(
-                            ErrorKind::TimedOut,
-                            &self.lockfile,
-                            format!(
-                                "timed out after {:.1?} waiting for {}: its content is being rewritten",
-                                start.elapsed(),
-                                self.lockfile.display()
-                            ),
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-            };
-            transient = 0;
-            st.malformed = None;
-            let server_now = self.now_for(st, &holder);
-            let slop = self.slop(&holder);
-            // A holder proven alive whose process we watch (pidfd) stays alive until the watch
-            // says otherwise: no need to read /proc on every wake.
-            let watched = waiter.as_ref().and_then(|w| w.watching());
-            let live = match last_alive {
-                Some(id) if id == meta.id && watched == Some(holder.details.pid) => Liveness::Alive,
-                _ => self.liveness(&holder),
-            };
-            last_alive = (live == Liveness::Alive).then_some(meta.id);
-            let expired = claim::expired(meta.modified, server_now, slop);
-            if live == Liveness::Dead || expired {
-                let why = if live == Liveness::Dead {
-                    "its holder is dead"
-                } else {
-                    "it expired"
-                };
-                if self.break_lock(st, (meta.id, &holder), why, false)? {
-                    backoff.reset();
-                    continue;
-                }
-            }
-            // We wait. Time out?
-            let now = Instant::now();
-            let expires_in = claim::time_left(meta.modified, server_now, slop);
-            if deadline.is_some_and(|d| now >= d) {
-                let waited = now - start;
-                return Err(Error::new(
-                    ErrorKind::TimedOut,
-                    &self.lockfile,
-                    format!(
-                        "timed out after {:.1?} waiting for {}: held by {} pid {}, {}",
-                        waited,
-                        self.lockfile.display(),
-                        holder.details.hostname,
-                        holder.details.pid,
-                        if expires_in.is_zero() {
-                            "expired".to_string()
-                        } else {
-                            format!("expires in {:.1?}", expires_in)
-                        }
-                    ),
-                ));
-            }
-            if !logged {
+            View::Ours => {
+                // The link succeeded on the server though it reported EEXIST (a lost NFS
+                // reply): the lock file is our claim, so the lock is ours.
                 log::info!(
-                    "waiting for {} held by {} pid {}",
-                    self.lockfile.display(),
-                    holder.details.hostname,
-                    holder.details.pid
+                    "link reported EEXIST but {} is our claim: acquired",
+                    self.lockfile.display()
                 );
-                logged = true;
+                Ok(Err(self.confirmed(st)?))
             }
-            if last_holder != Some(meta.id) {
-                backoff.reset();
-                last_holder = Some(meta.id);
-            }
-            if let Some(cb) = &self.on_wait {
-                cb(&WaitStatus {
-                    lockfile: self.lockfile.clone(),
-                    holder: Some(holder.details.clone()),
-                    waited: now - start,
-                    expires_in: Some(expires_in),
-                });
-            }
-            let w = match waiter {
-                Some(w) => w,
-                None => {
-                    let dir = self.lockfile.parent().unwrap_or(Path::new("/"));
-                    let notify = self.cfg.notify && matches!(self.fs.is_remote(dir), Ok(false));
-                    // Watch first, then try again at once, so a release in between is not missed.
-                    *waiter = Some(Waiter::new(&self.lockfile, notify));
-                    continue;
+            View::Gone => {
+                a.transient += 1;
+                if a.transient > self.cfg.max_retries.max(100) {
+                    return Err(Error::keeps_changing(&self.lockfile, a.transient));
                 }
-            };
-            w.watch_process(if self.cfg.pid_check && live == Liveness::Alive {
+                // A name that lingers (a delete pending on Windows): back off a little.
+                Ok(Err(if a.transient > 3 {
+                    Next::Wait(Duration::from_micros(100 << a.transient.min(6)))
+                } else {
+                    Next::Again
+                }))
+            }
+            View::Malformed(meta) => {
+                // flufl.lock rewrites its claim in place when a holder re-locks: wait a
+                // moment before calling it an error.
+                let since = match st.malformed {
+                    Some((id, t)) if id == meta.id => t,
+                    _ => Instant::now(),
+                };
+                st.malformed = Some((meta.id, since));
+                if since.elapsed() >= MALFORMED_GRACE {
+                    return Err(malformed_error(&self.lockfile, &meta));
+                }
+                if a.deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Error::timed_out_rewriting(
+                        &self.lockfile,
+                        a.start.elapsed(),
+                    ));
+                }
+                Ok(Err(Next::Wait(Duration::from_millis(5))))
+            }
+        }
+    }
+
+    /// Judging a lock: expired in the clock it was written in, or its holder proven dead. A
+    /// holder proven alive whose process the waiter watches (pidfd) stays alive until the
+    /// watch says otherwise, so `/proc` is not read on every wake.
+    fn judge_holder(
+        &self,
+        st: &State,
+        a: &mut Acquisition,
+        meta: &Meta,
+        holder: &Claim,
+    ) -> Judgement {
+        let watched = a.waiter.as_ref().and_then(|w| w.watching());
+        let live = match a.last_alive {
+            Some(id) if id == meta.id && watched == Some(holder.details.pid) => Liveness::Alive,
+            _ => self.liveness(holder),
+        };
+        a.last_alive = (live == Liveness::Alive).then_some(meta.id);
+        self.judge(meta.modified, self.now_for(st, holder), holder, live)
+    }
+
+    /// Waiting: time out, or report, set up the watches and say how long to sleep: the
+    /// backoff, never past the holder's expiry or our timeout.
+    fn plan_wait(
+        &self,
+        a: &mut Acquisition,
+        meta: &Meta,
+        holder: &Claim,
+        j: &Judgement,
+    ) -> Result<Next> {
+        let now = Instant::now();
+        if a.deadline.is_some_and(|d| now >= d) {
+            return Err(Error::timed_out_waiting(
+                &self.lockfile,
+                now - a.start,
+                &holder.details,
+                j.left,
+            ));
+        }
+        if !a.logged {
+            log::info!(
+                "waiting for {} held by {} pid {}",
+                self.lockfile.display(),
+                holder.details.hostname,
+                holder.details.pid
+            );
+            a.logged = true;
+        }
+        if a.last_holder != Some(meta.id) {
+            a.backoff.reset();
+            a.last_holder = Some(meta.id);
+        }
+        if let Some(cb) = &self.on_wait {
+            cb(&WaitStatus {
+                lockfile: self.lockfile.clone(),
+                holder: Some(holder.details.clone()),
+                waited: now - a.start,
+                expires_in: Some(j.left),
+            });
+        }
+        if a.notify && a.waiter.is_none() {
+            let dir = self.lockfile.parent().unwrap_or(Path::new("/"));
+            let notify = matches!(self.fs.is_remote(dir), Ok(false));
+            // Watch first, then try again at once, so a release in between is not missed.
+            a.waiter = Some(Waiter::new(&self.lockfile, notify));
+            return Ok(Next::Again);
+        }
+        if let Some(w) = a.waiter.as_mut() {
+            w.watch_process(if self.cfg.pid_check && j.live == Liveness::Alive {
                 Some(holder.details.pid)
             } else {
                 None
             });
-            let mut pause = backoff.step().min(expires_in + Duration::from_millis(1));
-            if let Some(d) = deadline {
-                pause = pause.min(d.saturating_duration_since(now));
-            }
-            self.fs.wait(w, pause);
         }
+        let mut pause = a.backoff.step().min(j.left + Duration::from_millis(1));
+        if let Some(d) = a.deadline {
+            pause = pause.min(d.saturating_duration_since(now));
+        }
+        Ok(Next::Wait(pause))
     }
 
     /// Whether our claim's expiry was stamped more than a quarter of the lifetime ago.
@@ -254,22 +331,12 @@ impl Inner {
         if !self.stamp_is_old(st) {
             return Ok(true);
         }
-        if !self.take_marker_patiently(st, "confirm a new lock")? {
-            // A breaker removed our claim with the lock it was: broken. (The link loop
-            // writes the claim again.)
-            return Ok(false);
-        }
-        // The marker is released with the claim it was taken with, whatever `stamp` finds.
-        let marker_claim = st.claim;
-        let ours = match self.read_lock(&self.lockfile) {
-            Ok(Some((m, _))) if st.claim.is_some_and(|c| c.id == m.id) => {
-                self.stamp(st, &self.lockfile).map(|s| s == Stamp::Done)
-            }
-            Ok(_) => Ok(false),
-            Err(e) => Err(e),
-        };
-        self.release_marker_of(marker_claim);
-        let ours = ours?;
+        let ours = self.with_marker(st, "confirm a new lock", |st| {
+            Ok(self.lock_is_ours(st)? && self.stamp(st, &self.lockfile)? == Stamp::Done)
+        })?;
+        // `None`: a breaker removed our claim with the lock it was. (The link loop writes
+        // the claim again.)
+        let ours = ours.unwrap_or(false);
         if !ours {
             log::warn!(
                 "{} was broken while we were paused after taking it; waiting again",

@@ -8,16 +8,9 @@ impl Inner {
     /// Breaks the lock if it is expired or its holder is proven dead (or, with `force`,
     /// whatever its state), through the same safe path waiters use.
     pub(crate) fn break_now(&self, force: bool) -> Result<BreakOutcome> {
-        let mut st = self.lock_state();
+        let mut st = self.begin_op();
         if st.held {
-            return Err(Error::new(
-                ErrorKind::AlreadyLocked,
-                &self.lockfile,
-                format!(
-                    "{} is held by this process; unlock it instead",
-                    self.lockfile.display()
-                ),
-            ));
+            return Err(Error::held_here(&self.lockfile));
         }
         self.create_claim(&mut st)?;
         let r = (|| {
@@ -27,22 +20,16 @@ impl Inner {
                     View::Theirs(m, c) => (m, c),
                     View::Malformed(m) => return Err(malformed_error(&self.lockfile, &m)),
                 };
-                let live = self.liveness(&holder);
-                let expired = claim::expired(
+                let j = self.judge(
                     meta.modified,
                     self.now_for(&st, &holder),
-                    self.slop(&holder),
+                    &holder,
+                    self.liveness(&holder),
                 );
-                if !(force || expired || live == Liveness::Dead) {
+                if !(force || j.breakable()) {
                     return Ok(BreakOutcome::Live(holder.details));
                 }
-                let why = if live == Liveness::Dead {
-                    "its holder is dead"
-                } else if expired {
-                    "it expired"
-                } else {
-                    "forced"
-                };
+                let why = if j.breakable() { j.why() } else { "forced" };
                 let before = self.fs.lstat(&self.lockfile).ok().map(|m| m.id);
                 self.break_lock(&mut st, (meta.id, &holder), why, force)?;
                 let after = self.fs.lstat(&self.lockfile).ok().map(|m| m.id);
@@ -51,13 +38,9 @@ impl Inner {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(Error::new(
-                ErrorKind::Io,
+            Err(Error::marker_busy(
                 &self.marker,
-                format!(
-                    "could not take break marker {}: another process keeps breaking",
-                    self.marker.display()
-                ),
+                "break the lock: another process keeps breaking",
             ))
         })();
         let _ = self.remove_claim(&mut st);
@@ -162,8 +145,11 @@ impl Inner {
             return Ok(false);
         }
         let live = self.liveness(&holder);
-        let expired = claim::expired(meta.modified, now(&holder), self.slop(&holder));
-        if !(live == Liveness::Dead || expired || force) {
+        if !(force
+            || self
+                .judge(meta.modified, now(&holder), &holder, live)
+                .breakable())
+        {
             return Ok(false); // refreshed meanwhile
         }
         // Still our marker, untouched since we took it? A stale-marker remover elsewhere may
@@ -177,8 +163,9 @@ impl Inner {
         let still = |m: &Meta, c: Option<&Claim>| {
             c.is_some_and(|c| c.path == holder.path)
                 && (force
-                    || live == Liveness::Dead
-                    || claim::expired(m.modified, now(&holder), self.slop(&holder)))
+                    || self
+                        .judge(m.modified, now(&holder), &holder, live)
+                        .breakable())
         };
         if !self.remove_exact(&self.lockfile, meta.id, still)? {
             return Ok(true);

@@ -32,18 +32,28 @@ impl Inner {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
-                Marker::Busy => {
-                    return Err(Error::new(
-                        ErrorKind::Io,
-                        &self.marker,
-                        format!(
-                            "could not take break marker {} to {purpose}",
-                            self.marker.display()
-                        ),
-                    ))
-                }
+                Marker::Busy => return Err(Error::marker_busy(&self.marker, purpose)),
             }
         }
+    }
+
+    /// Runs `act` under the marker (docs/protocol.md: "under the marker"): take it
+    /// patiently, act, release it with the claim it was taken with, whatever `act` did.
+    /// `Ok(None)`: our claim file is gone, so the marker could not be taken (a breaker
+    /// removed our claim with the lock it was).
+    pub(crate) fn with_marker<T>(
+        &self,
+        st: &mut State,
+        purpose: &str,
+        act: impl FnOnce(&mut State) -> Result<T>,
+    ) -> Result<Option<T>> {
+        if !self.take_marker_patiently(st, purpose)? {
+            return Ok(None);
+        }
+        let taken_with = st.claim;
+        let r = act(st);
+        self.release_marker_of(taken_with);
+        r.map(Some)
     }
 
     /// Takes the break marker `<lock>.break` with our claim (the same link protocol).
@@ -69,14 +79,10 @@ impl Inner {
             }
             if meta.kind != FileKind::Regular {
                 // No process of ours made it, and none will remove it: waiting would hang.
-                return Err(Error::invalid(
+                return Err(Error::not_regular(
                     &self.marker,
-                    format!(
-                        "break marker {} is a {}, not a regular file; refusing to touch it \
-                         (remove it by hand if no process uses it)",
-                        self.marker.display(),
-                        kind_name(meta.kind)
-                    ),
+                    "break marker",
+                    kind_name(meta.kind),
                 ));
             }
             let dead = parsed

@@ -8,6 +8,7 @@ mod breaking;
 mod marker;
 mod release;
 
+pub(crate) use acquire::{Acquisition, Next};
 pub(crate) use marker::Marker;
 
 use crate::claim::{self, Claim, Facts, Liveness, LockState, ServerClock};
@@ -16,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, FileId, FileKind, Fs, HostIdentity, Meta, ProcState, Waiter};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Our claim file, while it exists.
@@ -44,6 +45,9 @@ pub(crate) struct State {
     pub(crate) waiter: Option<Waiter>,
     /// Taken over by `adopt`: held for another process, so not released on drop.
     pub(crate) adopted: bool,
+    /// An acquisition is under way (it lets go of the state lock while it sleeps); other
+    /// operations that change the lock wait for it to end ([`Inner::begin_op`]).
+    pub(crate) busy: bool,
     /// A malformed lock file seen, and since when (kept across `try_lock` attempts).
     pub(crate) malformed: Option<(FileId, Instant)>,
 }
@@ -62,6 +66,8 @@ pub(crate) struct Inner {
     pub(crate) on_wait: Option<WaitCallback>,
     pub(crate) cfg: Config,
     pub(crate) state: Mutex<State>,
+    /// Signalled when an acquisition ends (`State::busy` goes false).
+    pub(crate) idle: Condvar,
     /// The pid written into our claims.
     pub(crate) pid: u32,
 }
@@ -92,19 +98,38 @@ pub(crate) enum View {
     Malformed(Meta),
 }
 
+/// A judgement of someone else's lock (docs/protocol.md: Judging a lock).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Judgement {
+    /// Whether its holder is alive, proven dead, or unknown.
+    pub(crate) live: Liveness,
+    /// Expired (plus the slop for the clock its expiry is in).
+    pub(crate) expired: bool,
+    /// How long until it expires (plus the slop); zero once it has.
+    pub(crate) left: Duration,
+}
+
+impl Judgement {
+    /// Expired, or its holder proven dead.
+    pub(crate) fn breakable(&self) -> bool {
+        self.expired || self.live == Liveness::Dead
+    }
+
+    /// Why it may be broken, for the log.
+    pub(crate) fn why(&self) -> &'static str {
+        if self.live == Liveness::Dead {
+            "its holder is dead"
+        } else {
+            "it expired"
+        }
+    }
+}
+
 /// How long a lock file may stay the same malformed file before waiters give up on it.
 pub(crate) const MALFORMED_GRACE: Duration = Duration::from_secs(1);
 
 pub(crate) fn malformed_error(path: &Path, meta: &Meta) -> Error {
-    Error::invalid(
-        path,
-        format!(
-            "lock file {} ({} bytes) does not hold a flufl.lock claim; refusing to break it \
-             (remove it by hand if no process uses it)",
-            path.display(),
-            meta.len
-        ),
-    )
+    Error::malformed(path, meta.len)
 }
 
 pub(crate) fn is_not_found(e: &io::Error) -> bool {
@@ -123,11 +148,6 @@ pub(crate) fn later(t: Instant, d: Duration) -> Instant {
 }
 
 impl Inner {
-    #[cfg(feature = "tokio")]
-    pub(crate) fn poll_bounds(&self) -> (Duration, Duration) {
-        (self.cfg.min_poll, self.cfg.max_poll)
-    }
-
     #[cfg(feature = "tokio")]
     pub(crate) fn default_timeout(&self) -> Option<Duration> {
         self.cfg.default_timeout
@@ -152,8 +172,26 @@ impl Inner {
             >= st.expires_at
     }
 
+    /// The state, for a moment: queries take it and let go at once.
     pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state, for an operation that changes the lock (acquire, unlock, refresh, break):
+    /// waits until no acquisition is under way on this `Lock` (in another thread, or an
+    /// async task), as flufl.lock's operations on one `Lock` follow each other.
+    pub(crate) fn begin_op(&self) -> MutexGuard<'_, State> {
+        let mut st = self.lock_state();
+        while st.busy {
+            st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st
+    }
+
+    /// Whether the lock file is our claim now, read (open, `fstat`) through its name.
+    pub(crate) fn lock_is_ours(&self, st: &State) -> Result<bool> {
+        Ok(matches!(self.read_lock(&self.lockfile)?,
+            Some((m, _)) if st.claim.is_some_and(|c| c.id == m.id)))
     }
 
     /// Runs one filesystem call, retrying `EINTR` transparently and the configured
@@ -373,15 +411,7 @@ impl Inner {
         let file = match self.call(|| self.fs.open_read(path)) {
             Ok(f) => f,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) if self.is_symlink(path) => {
-                return Err(Error::invalid(
-                    path,
-                    format!(
-                        "{} is a symbolic link; refusing to follow it ({e})",
-                        path.display()
-                    ),
-                ))
-            }
+            Err(e) if self.is_symlink(path) => return Err(Error::symlink(path, &e)),
             Err(e) => return Err(Error::io("open lock file", path, e)),
         };
         let meta = match self.call(|| self.fs.fstat(&file)) {
@@ -416,14 +446,7 @@ impl Inner {
         match (meta.kind, parsed) {
             (FileKind::Regular, Some(c)) => Ok(View::Theirs(meta, Box::new(c))),
             (FileKind::Regular, None) => Ok(View::Malformed(meta)),
-            (kind, _) => Err(Error::invalid(
-                path,
-                format!(
-                    "lock file {} is a {}, not a regular file; refusing to touch it",
-                    path.display(),
-                    kind_name(kind)
-                ),
-            )),
+            (kind, _) => Err(Error::not_regular(path, "lock file", kind_name(kind))),
         }
     }
 
@@ -451,6 +474,23 @@ impl Inner {
             ProcState::Running { start: Some(s) } if s != o.start_time => Liveness::Dead,
             ProcState::Running { .. } => Liveness::Alive,
             ProcState::Unknown => Liveness::Unknown,
+        }
+    }
+
+    /// Judges the lock whose file says it expires at `expiry` and holds claim `c`, at server
+    /// time `now` (see [`Inner::now_for`]), its holder's liveness already established.
+    pub(crate) fn judge(
+        &self,
+        expiry: SystemTime,
+        now: SystemTime,
+        c: &Claim,
+        live: Liveness,
+    ) -> Judgement {
+        let slop = self.slop(c);
+        Judgement {
+            live,
+            expired: claim::expired(expiry, now, slop),
+            left: claim::time_left(expiry, now, slop),
         }
     }
 

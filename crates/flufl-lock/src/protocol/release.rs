@@ -21,18 +21,11 @@ impl Inner {
             Ok(_) => "no one holds it now".to_string(),
             Err(e) => format!("its state cannot be read: {e}"),
         };
-        Error::new(
-            ErrorKind::NotLocked,
-            &self.lockfile,
-            format!(
-                "{what}: {} was broken by another process after it expired; {holder}",
-                self.lockfile.display()
-            ),
-        )
+        Error::lost(&self.lockfile, what, &holder)
     }
 
     pub(crate) fn release(&self, unconditionally: bool) -> Result<()> {
-        let mut st = self.lock_state();
+        let mut st = self.begin_op();
         if !st.held {
             if st.claim.is_some() || unconditionally {
                 self.remove_claim(&mut st)?;
@@ -40,11 +33,7 @@ impl Inner {
             if unconditionally {
                 return Ok(());
             }
-            return Err(Error::new(
-                ErrorKind::NotLocked,
-                &self.lockfile,
-                format!("{} is not locked by this process", self.lockfile.display()),
-            ));
+            return Err(Error::not_held(&self.lockfile, "unlock"));
         }
         st.held = false;
         let Some(c) = st.claim else { return Ok(()) };
@@ -52,14 +41,14 @@ impl Inner {
             // Comfortably unexpired: no correct breaker touches it, so check and unlink.
             match self.call(|| self.fs.lstat(&self.lockfile)) {
                 // (Unless the check itself was slow enough to bring the deadline near.)
-                Ok(m) if m.id == c.id && self.near_expiry(&st) => self.release_near_expiry(&st),
+                Ok(m) if m.id == c.id && self.near_expiry(&st) => self.release_near_expiry(&mut st),
                 Ok(m) if m.id == c.id => self.unlink_lock(),
                 Ok(_) => Err(self.lost("unlock")),
                 Err(e) if is_not_found(&e) => Err(self.lost("unlock")),
                 Err(e) => Err(Error::io("stat lock file", &self.lockfile, e)),
             }
         } else {
-            self.release_near_expiry(&st)
+            self.release_near_expiry(&mut st)
         };
         let claim = self.remove_claim(&mut st);
         match (result, claim) {
@@ -81,30 +70,20 @@ impl Inner {
 
     /// An unlock near or after expiry: serialised with breakers by the marker, so that
     /// "check it is ours, then unlink" cannot remove a lock a breaker just handed on.
-    pub(crate) fn release_near_expiry(&self, st: &State) -> Result<()> {
-        let Some(c) = st.claim else { return Ok(()) };
-        if !self.take_marker_patiently(st, "unlock safely")? {
-            // A breaker removed our claim file, which was the lock: it is gone.
-            return Err(self.lost("unlock"));
-        }
-        let r = match self.read_lock(&self.lockfile) {
-            // (Re-check the marker: a stale-marker remover elsewhere may have displaced it,
-            // and then a breaker may be acting; leave the lock to expire rather than race.)
-            Ok(Some((m, _))) if m.id == c.id && !self.marker_is_ours(st) => Err(Error::new(
-                ErrorKind::Io,
-                &self.marker,
-                format!(
-                    "break marker {} was displaced while unlocking; {} left to expire",
-                    self.marker.display(),
-                    self.lockfile.display()
-                ),
-            )),
-            Ok(Some((m, _))) if m.id == c.id => self.unlink_lock(),
-            Ok(_) => Err(self.lost("unlock")),
-            Err(e) => Err(e),
-        };
-        self.release_marker(st);
-        r
+    pub(crate) fn release_near_expiry(&self, st: &mut State) -> Result<()> {
+        let released = self.with_marker(st, "unlock safely", |st| {
+            if !self.lock_is_ours(st)? {
+                return Err(self.lost("unlock"));
+            }
+            // Re-check the marker: a stale-marker remover elsewhere may have displaced it,
+            // and then a breaker may be acting; leave the lock to expire rather than race.
+            if !self.marker_is_ours(st) {
+                return Err(Error::marker_displaced(&self.marker, &self.lockfile));
+            }
+            self.unlink_lock()
+        })?;
+        // `None`: a breaker removed our claim file, which was the lock: it is gone.
+        released.ok_or_else(|| self.lost("unlock"))
     }
 
     /// Extends our lock by a lifetime from the server's time now: stamp our claim (the
@@ -112,7 +91,7 @@ impl Inner {
     /// re-learn the server's clock ([`Inner::stamp`]). Near or past our deadline, under the
     /// marker, as an unlock is.
     pub(crate) fn refresh(&self, lifetime: Option<Duration>, unconditionally: bool) -> Result<()> {
-        let mut st = self.lock_state();
+        let mut st = self.begin_op();
         if let Some(l) = lifetime {
             st.lifetime = l;
         }
@@ -120,36 +99,24 @@ impl Inner {
             if unconditionally {
                 return Ok(());
             }
-            return Err(Error::new(
-                ErrorKind::NotLocked,
-                &self.lockfile,
-                format!(
-                    "cannot refresh {}: not locked by this process",
-                    self.lockfile.display()
-                ),
-            ));
+            return Err(Error::not_held(&self.lockfile, "refresh"));
         }
         let stamped = if self.near_expiry(&st) {
             // Near or past expiry a breaker may be judging our lock right now: refresh under
             // the marker, as an unlock does, so its judgement and our new expiry cannot cross.
-            if !self.take_marker_patiently(&st, "refresh safely")? {
-                Ok(Stamp::Gone)
-            } else {
-                let marker_claim = st.claim;
-                let r = match self.read_lock(&self.lockfile) {
-                    Ok(Some((m, _))) if st.claim.is_some_and(|c| c.id == m.id) => {
-                        self.stamp(&mut st, &self.lockfile)
-                    }
-                    Ok(_) => Ok(Stamp::NotOurs),
-                    Err(e) => Err(e),
-                };
-                self.release_marker_of(marker_claim);
-                r
-            }
+            self.with_marker(&mut st, "refresh safely", |st| {
+                if self.lock_is_ours(st)? {
+                    self.stamp(st, &self.lockfile)
+                } else {
+                    Ok(Stamp::NotOurs)
+                }
+            })?
+            // `None`: our claim file is gone (a breaker removed it with the lock it was).
+            .unwrap_or(Stamp::Gone)
         } else {
-            self.stamp(&mut st, &self.lockfile)
+            self.stamp(&mut st, &self.lockfile)?
         };
-        match stamped? {
+        match stamped {
             Stamp::Done => {
                 st.expires_at = st.claim.map_or(Duration::ZERO, |c| c.deadline);
                 Ok(())
@@ -167,13 +134,10 @@ impl Inner {
             return Ok(LockState::Unlocked);
         };
         if meta.kind != FileKind::Regular {
-            return Err(Error::invalid(
+            return Err(Error::not_regular(
                 &self.lockfile,
-                format!(
-                    "lock file {} is a {}, not a regular file",
-                    self.lockfile.display(),
-                    kind_name(meta.kind)
-                ),
+                "lock file",
+                kind_name(meta.kind),
             ));
         }
         let ours = st.claim.is_some_and(|c| c.id == meta.id);
