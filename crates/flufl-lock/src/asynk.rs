@@ -8,6 +8,7 @@
 //! acquisition is ended, its claim file removed, and a lock it took released.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::keep_alive::KEEP_ALIVE_SLICE;
 use crate::lock::Lock;
 use crate::protocol::{Acquisition, Inner, Next};
 use std::sync::{Arc, Mutex};
@@ -231,8 +232,21 @@ impl Lock {
         let lost2 = lost.clone();
         let task = tokio::spawn(async move {
             loop {
+                // Due a lifetime/3 from now on the boot clock, looked at every
+                // KEEP_ALIVE_SLICE: tokio's timer runs on the monotonic clock, which stops
+                // during a suspend, so after a resume the refresh comes at once.
                 let interval = (inner.lifetime() / 3).max(Duration::from_millis(10));
-                tokio::time::sleep(interval).await;
+                let due = inner.fs.boot_clock().saturating_add(interval);
+                loop {
+                    let left = due.saturating_sub(inner.fs.boot_clock());
+                    if left.is_zero() {
+                        break;
+                    }
+                    tokio::time::sleep(left.min(KEEP_ALIVE_SLICE)).await;
+                }
+                if !inner.lock_state().held {
+                    return; // unlocked by its owner: nothing is lost
+                }
                 let i2 = inner.clone();
                 let r = tokio::task::spawn_blocking(move || i2.refresh(None, false)).await;
                 let err = match r {

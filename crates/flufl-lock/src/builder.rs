@@ -500,6 +500,7 @@ impl LockBuilder {
             }),
             idle: std::sync::Condvar::new(),
             pid,
+            built_in: std::process::id(),
         })
     }
 }

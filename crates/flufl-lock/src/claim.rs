@@ -284,7 +284,12 @@ impl ServerClock {
             .saturating_add(self.granularity.as_nanos() as i128)
             .saturating_add(lifetime.as_nanos() as i128);
         let g = self.granularity.as_nanos().max(1) as i128;
-        from_nanos(t.saturating_add(g - 1).div_euclid(g) * g)
+        from_nanos(
+            t.saturating_add(g - 1)
+                .div_euclid(g)
+                .saturating_mul(g)
+                .min(LATEST_EXPIRY),
+        )
     }
 
     /// The boot-clock time until which a lock whose file says it expires at `expiry` is
@@ -308,6 +313,12 @@ impl ServerClock {
         self.granularity
     }
 }
+
+/// The latest expiry written, in ns since the epoch: 2038-01-19, the last second that
+/// every filesystem stores (ext4 with 128-byte inodes, XFS without bigtime, 32-bit
+/// `time_t`). A later time could be stored clamped, shorter than the holder believes; an
+/// absurd lifetime gives a lock that lasts until then.
+const LATEST_EXPIRY: i128 = i32::MAX as i128 * 1_000_000_000;
 
 /// The coarsest common granularity a stored time shows: 1 s for whole seconds (ext3, ext4
 /// with 128-byte inodes, HFS+), then 1 ms, 1 µs (NFSv3 from some servers), 100 ns (NTFS),

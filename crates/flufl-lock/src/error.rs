@@ -244,6 +244,31 @@ impl Error {
         )
     }
 
+    /// A regular file at the break marker's name that does not hold a claim.
+    pub(crate) fn malformed_marker(marker: &Path, len: u64) -> Error {
+        Error::invalid(
+            marker,
+            format!(
+                "break marker {} ({len} bytes) does not hold a flufl.lock claim; refusing to \
+                 remove it (remove it by hand if no process uses it)",
+                marker.display()
+            ),
+        )
+    }
+
+    /// A `Lock` used in a child forked from the process that built it.
+    pub(crate) fn forked(lock: &Path, parent: u32) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            lock,
+            format!(
+                "the Lock for {} was built in process {parent} and cannot be used in a forked \
+                 child (its claims would name the parent); build a new Lock in the child",
+                lock.display()
+            ),
+        )
+    }
+
     /// A symbolic link where a lock-like file should be.
     pub(crate) fn symlink(path: &Path, err: &io::Error) -> Error {
         Error::invalid(

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The longest the keep-alive thread sleeps before looking at the boot clock again.
-const KEEP_ALIVE_SLICE: Duration = Duration::from_millis(250);
+pub(crate) const KEEP_ALIVE_SLICE: Duration = Duration::from_millis(250);
 
 /// A background refresh of a held lock; see [`Lock::keep_alive`]. Dropping it stops it.
 pub struct KeepAlive {
@@ -56,6 +56,9 @@ impl KeepAlive {
                         if *guard {
                             return;
                         }
+                    }
+                    if !inner.lock_state().held {
+                        return; // unlocked by its owner: nothing is lost
                     }
                     match inner.refresh(None, false) {
                         Ok(()) => log::debug!("refreshed {}", inner.lockfile.display()),

@@ -5,9 +5,14 @@ use std::time::Duration;
 
 /// An exponential backoff with jitter.
 pub(crate) struct Backoff {
-    pub(crate) next: Duration,
-    pub(crate) min: Duration,
-    pub(crate) max: Duration,
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+/// `d × f`, saturating at `cap` (`Duration::mul_f64` panics past `Duration::MAX`).
+fn scaled(d: Duration, f: f64, cap: Duration) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * f).map_or(cap, |d| d.min(cap))
 }
 
 impl Backoff {
@@ -24,11 +29,32 @@ impl Backoff {
         self.next = self.min;
     }
 
+    /// The next pause: ×1.5 each time up to the cap, with ±20 % jitter so that waiters
+    /// woken together spread out.
     pub(crate) fn step(&mut self) -> Duration {
         let base = self.next;
-        self.next = (base.mul_f64(1.5)).min(self.max);
-        // Jitter of +-20% so that waiters woken together spread out.
+        self.next = scaled(base, 1.5, self.max);
         let j = (random_u64() % 401) as f64 / 1000.0 + 0.8;
-        base.mul_f64(j).min(self.max)
+        scaled(base, j, self.max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backoff grows ×1.5 to its cap, with jitter, and never overflows, whatever its
+    /// bounds.
+    #[test]
+    fn backoff_grows_to_the_cap_and_saturates() {
+        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(100));
+        let first = b.step();
+        assert!(first >= Duration::from_millis(8) && first <= Duration::from_millis(12));
+        for _ in 0..20 {
+            assert!(b.step() <= Duration::from_millis(100));
+        }
+        let mut huge = Backoff::new(Duration::MAX, Duration::MAX);
+        assert!(huge.step() > Duration::from_secs(1 << 40));
+        assert!(huge.step() > Duration::from_secs(1 << 40));
     }
 }

@@ -74,7 +74,8 @@ impl Inner {
         st.busy = true;
         Ok(Acquisition {
             start,
-            deadline: timeout.map(|t| start + t),
+            // A timeout too large for the clock (`Duration::MAX`) is no timeout.
+            deadline: timeout.and_then(|t| start.checked_add(t)),
             backoff: Backoff::new(self.cfg.min_poll, self.cfg.max_poll),
             notify,
             // Kept for the Lock's life: closing an inotify descriptor waits for an RCU grace
@@ -332,7 +333,7 @@ impl Inner {
             return Ok(true);
         }
         let ours = self.with_marker(st, "confirm a new lock", |st| {
-            Ok(self.lock_is_ours(st)? && self.stamp(st, &self.lockfile)? == Stamp::Done)
+            Ok(self.lock_is_ours(st)? && self.stamp(st, &self.lockfile, false)? == Stamp::Done)
         })?;
         // `None`: a breaker removed our claim with the lock it was. (The link loop writes
         // the claim again.)

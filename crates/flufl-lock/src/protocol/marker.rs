@@ -85,24 +85,40 @@ impl Inner {
                     kind_name(meta.kind),
                 ));
             }
-            let dead = parsed
-                .as_ref()
-                .is_some_and(|c| self.liveness(c) == Liveness::Dead);
-            let old = claim::expired(meta.changed, self.server_now(st), self.cfg.marker_lifetime);
-            if dead || old {
+            let Some(writer) = parsed else {
+                // Markers are links to claims: no process of ours made this one.
+                return Err(Error::malformed_marker(&self.marker, meta.len));
+            };
+            if self.marker_is_stale(st, &meta, &writer)? {
                 log::warn!(
                     "removing break marker {} left by a crashed breaker",
                     self.marker.display()
                 );
-                let content = parsed.map(|c| c.path);
                 self.remove_exact(&self.marker, meta.id, |_, c| {
-                    c.map(|c| &c.path) == content.as_ref()
+                    c.is_some_and(|c| c.path == writer.path)
                 })?;
                 continue;
             }
             return Ok(Marker::Busy);
         }
         Ok(Marker::Busy)
+    }
+
+    /// Whether a marker (`meta`, written by `writer`) was left by a crashed breaker: its
+    /// writer is proven dead, or it is older than `marker_lifetime` (by its change time, in
+    /// the server's clock). Age is judged on our estimate *and* on a fresh reading of the
+    /// server's clock (a probe file): an estimate that ran ahead (the server's clock stepped
+    /// back) must not make a fresh marker look old.
+    fn marker_is_stale(&self, st: &State, meta: &Meta, writer: &Claim) -> Result<bool> {
+        if self.liveness(writer) == Liveness::Dead {
+            return Ok(true);
+        }
+        let old = |now| claim::expired(meta.changed, now, self.cfg.marker_lifetime);
+        if !old(self.server_now(st)) {
+            return Ok(false);
+        }
+        let probe = self.learn_offset()?;
+        Ok(old(probe.now(self.fs.boot_clock())))
     }
 
     pub(crate) fn marker_is_ours(&self, st: &State) -> bool {

@@ -101,23 +101,29 @@ impl Inner {
             }
             return Err(Error::not_held(&self.lockfile, "refresh"));
         }
-        let stamped = if self.near_expiry(&st) {
-            // Near or past expiry a breaker may be judging our lock right now: refresh under
-            // the marker, as an unlock does, so its judgement and our new expiry cannot cross.
-            self.with_marker(&mut st, "refresh safely", |st| {
-                if self.lock_is_ours(st)? {
-                    self.stamp(st, &self.lockfile)
-                } else {
-                    Ok(Stamp::NotOurs)
-                }
-            })?
-            // `None`: our claim file is gone (a breaker removed it with the lock it was).
-            .unwrap_or(Stamp::Gone)
+        let fast = if self.near_expiry(&st) {
+            None
         } else {
-            self.stamp(&mut st, &self.lockfile)?
+            Some(self.stamp(&mut st, &self.lockfile, true)?)
+        };
+        let stamped = match fast {
+            Some(done) if done != Stamp::Behind => done,
+            // Near or past expiry (or our estimate of the server's clock was behind) a breaker
+            // may be judging our lock right now: refresh under the marker, as an unlock does,
+            // so its judgement and our new expiry cannot cross.
+            _ => self
+                .with_marker(&mut st, "refresh safely", |st| {
+                    if self.lock_is_ours(st)? {
+                        self.stamp(st, &self.lockfile, false)
+                    } else {
+                        Ok(Stamp::NotOurs)
+                    }
+                })?
+                // `None`: our claim file is gone (a breaker removed it with the lock it was).
+                .unwrap_or(Stamp::Gone),
         };
         match stamped {
-            Stamp::Done => {
+            Stamp::Done | Stamp::Behind => {
                 st.expires_at = st.claim.map_or(Duration::ZERO, |c| c.deadline);
                 Ok(())
             }

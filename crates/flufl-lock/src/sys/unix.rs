@@ -435,7 +435,10 @@ mod linux {
                 std::thread::sleep(timeout);
                 return;
             }
-            let deadline = std::time::Instant::now() + timeout;
+            let now = std::time::Instant::now();
+            let deadline = now
+                .checked_add(timeout)
+                .unwrap_or(now + Duration::from_secs(86_400 * 365));
             loop {
                 let now = std::time::Instant::now();
                 if now >= deadline {

@@ -773,7 +773,10 @@ impl WaiterImpl {
             std::thread::sleep(timeout);
             return;
         }
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        let deadline = start
+            .checked_add(timeout)
+            .unwrap_or(start + Duration::from_secs(86_400 * 365));
         loop {
             let now = Instant::now();
             if now >= deadline {

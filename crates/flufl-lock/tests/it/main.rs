@@ -9,6 +9,8 @@
 
 #[cfg(feature = "tokio")]
 mod asynk;
+#[cfg(all(unix, feature = "tokio"))]
+mod attack;
 mod basic;
 #[cfg(unix)]
 mod faults;
