@@ -1,28 +1,27 @@
 //! The command line, as clap definitions; also the source of `--help`, the shell
 //! completions and the man page.
 
+use crate::exit;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use humantime::DurationError;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const AFTER_HELP: &str = "\
-Exit codes:
-  0    success (run: COMMAND succeeded)
-  1    failure: the lock is held by someone else (release, break), an I/O error, a lock
-       file that is not a lock
-  2    usage error
-  75   timed out waiting for the lock (EX_TEMPFAIL)
-  76   run: the lock was lost while COMMAND ran; COMMAND was stopped
-  126  run: COMMAND could not be executed; 127: COMMAND was not found
-  N    run: COMMAND's own exit status; 128+N when it was killed by signal N
+/// The text after the options in `flufl-lock --help`: the exit codes and examples.
+fn after_help() -> String {
+    format!(
+        "{}
 
 Examples:
   flufl-lock run /var/lock/backup.lck -- /usr/local/bin/backup --full
-  flufl-lock status --json /shared/jobs/ingest.lck";
+  flufl-lock status --json /shared/jobs/ingest.lck",
+        exit::help()
+    )
+}
 
 /// NFS-safe lock files with lifetimes, compatible with Python's flufl.lock.
 #[derive(Debug, Parser)]
-#[command(name = "flufl-lock", version, about, after_help = AFTER_HELP)]
+#[command(name = "flufl-lock", version, about, after_help = after_help())]
 pub struct Cli {
     /// More log messages on stderr (-v: waiting and breaking, -vv: every step).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -153,61 +152,53 @@ pub enum Shell {
     Fish,
 }
 
-/// Parses `15`, `15s`, `1m30s`, `2h`, `250ms`, `1.5s`: a bare number is seconds.
+/// The longest duration accepted (about 31,700 years), so that now + DUR stays a time the
+/// system can represent.
+const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000_000);
+
+/// Parses `15`, `15s`, `1m30s`, `2h`, `250ms`, `1.5s`: a bare number is seconds; the
+/// rest is humantime's syntax (units ms, s, m, h, d and their long forms).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t.is_empty() {
         return Err("empty duration".into());
     }
-    if let Ok(secs) = t.parse::<f64>() {
-        return secs_to_duration(secs, s);
-    }
-    let mut total = 0f64;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(format!(
-                "invalid duration {s:?}: expected a number at {rest:?}"
-            ));
-        }
-        let n: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: bad number {:?}", &rest[..num_len]))?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            "" => {
-                return Err(format!(
-                    "invalid duration {s:?}: a unit (ms, s, m, h, d) must follow {n}"
-                ))
-            }
-            u => {
-                return Err(format!(
-                    "invalid duration {s:?}: unknown unit {u:?} (use ms, s, m, h or d)"
-                ))
-            }
-        };
-        rest = &rest[unit_len..];
-        total += n * scale;
-    }
-    secs_to_duration(total, s)
+    let invalid = |why: String| format!("invalid duration {s:?}: {why}");
+    let duration = match t.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs).ok(),
+        Err(_) => match humantime::parse_duration(t) {
+            Ok(d) => Some(d),
+            Err(DurationError::NumberOverflow) => None,
+            Err(e) => return Err(invalid(describe(t, e))),
+        },
+    };
+    duration
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| invalid("out of range".into()))
 }
 
-fn secs_to_duration(secs: f64, s: &str) -> Result<Duration, String> {
-    if !secs.is_finite() || !(0.0..=1e12).contains(&secs) {
-        return Err(format!("invalid duration {s:?}: out of range"));
+/// What is wrong with duration `t`, in the command's words (which name the units the
+/// README documents).
+fn describe(t: &str, e: DurationError) -> String {
+    let rest = |offset: usize| t.get(offset..).unwrap_or(t);
+    match e {
+        DurationError::NumberExpected(at) => format!("expected a number at {:?}", rest(at)),
+        DurationError::InvalidCharacter(at) => format!("unexpected character at {:?}", rest(at)),
+        DurationError::UnknownUnit { unit, start, .. } if unit.is_empty() => {
+            // The number as written (humantime's `value` drops a fraction).
+            let before = t.get(..start).unwrap_or(t).trim_end();
+            let mut number = before.rsplit(|c: char| !(c.is_ascii_digit() || c == '.'));
+            format!(
+                "a unit (ms, s, m, h, d) must follow {}",
+                number.next().unwrap_or(before)
+            )
+        }
+        DurationError::UnknownUnit { unit, .. } => {
+            format!("unknown unit {unit:?} (use ms, s, m, h or d)")
+        }
+        DurationError::NumberOverflow => "out of range".into(),
+        DurationError::Empty => "empty duration".into(),
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -232,6 +223,28 @@ mod tests {
         for bad in ["", "abc", "5x", "s", "-1", "1m30", "1e400", "nan"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The errors name the input and what is wrong with it, in the README's units.
+    #[test]
+    fn duration_messages() {
+        let cases = [
+            ("", "empty duration"),
+            ("abc", r#"invalid duration "abc": expected a number at "abc""#),
+            ("5x", r#"invalid duration "5x": unknown unit "x" (use ms, s, m, h or d)"#),
+            ("1m30", r#"invalid duration "1m30": a unit (ms, s, m, h, d) must follow 30"#),
+            ("1m30.5", r#"a unit (ms, s, m, h, d) must follow 30.5"#),
+            ("5-3s", r#"invalid duration "5-3s": unexpected character at "-3s""#),
+            ("1e400", r#"invalid duration "1e400": out of range"#),
+            ("-1", r#"invalid duration "-1": out of range"#),
+            ("99999999999999s", "out of range"),
+        ];
+        for (input, message) in cases {
+            let e = parse_duration(input).unwrap_err();
+            assert!(e.ends_with(message), "{input:?}: {e}");
+        }
+        assert_eq!(parse_duration("1e12").unwrap(), MAX_DURATION);
+        assert_eq!(parse_duration("10d").unwrap(), Duration::from_secs(864_000));
     }
 
     /// The clap definition is consistent.

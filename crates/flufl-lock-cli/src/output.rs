@@ -1,10 +1,13 @@
-//! What the command prints: log messages, the live status line while waiting, JSON and
-//! times. (The library never prints; this is where its callbacks and logs are rendered.)
+//! What the command prints: log messages, the live status line while waiting, `status`
+//! (text and JSON) and times. (The library never prints; this is where its callbacks and
+//! logs are rendered.)
 
 #![allow(clippy::print_stderr)]
 
-use flufl_lock::WaitStatus;
-use std::io::{IsTerminal, Write};
+use flufl_lock::{Details, LockState, WaitStatus};
+use serde::Serialize;
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,9 +42,9 @@ pub fn init_logging(verbose: u8) {
     }
 }
 
-/// A message for the user, on stderr.
+/// A message for the user, on stderr (a failure to write it is ignored).
 pub fn say(msg: &str) {
-    eprintln!("flufl-lock: {msg}");
+    let _ = writeln!(io::stderr().lock(), "flufl-lock: {msg}");
 }
 
 static LINE_SHOWN: Mutex<bool> = Mutex::new(false);
@@ -101,58 +104,121 @@ pub fn human(d: Duration) -> String {
     }
 }
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-26T12:41:28.123Z`; `None` for a time
+/// it cannot write (beyond the years -9999 to 9999).
+pub fn rfc3339(t: SystemTime) -> Option<String> {
+    let t = jiff::Timestamp::try_from(t).ok()?;
+    Some(format!("{t:.3}"))
 }
 
-/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-26T12:41:28.123Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let (secs, ms) = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_millis()),
-        Err(e) => {
-            let d = e.duration();
-            let ms = d.subsec_millis();
-            if ms == 0 {
-                (-(d.as_secs() as i64), 0)
+/// What `status` shows about a lock.
+#[derive(Debug)]
+pub struct Status<'a> {
+    /// The lock file (absolute).
+    pub lockfile: &'a Path,
+    /// flufl.lock's state.
+    pub state: LockState,
+    /// Who holds it, if it is held and the holder could be read.
+    pub holder: Option<Details>,
+    /// When it expires, if it is held and the time could be read.
+    pub expiration: Option<SystemTime>,
+    /// The time of the reading.
+    pub now: SystemTime,
+}
+
+impl Status<'_> {
+    /// Milliseconds until expiry; negative once expired.
+    fn expires_in_ms(&self) -> Option<i128> {
+        self.expiration.map(|e| match e.duration_since(self.now) {
+            Ok(d) => d.as_millis() as i128,
+            Err(e) => -(e.duration().as_millis() as i128),
+        })
+    }
+}
+
+/// `status`: `/shared/db.lck: unknown, held by host pid 42; expires in 9.5s (<RFC 3339>)`,
+/// or `/shared/db.lck: unlocked`.
+pub fn status_text(status: &Status<'_>, mut out: impl Write) -> io::Result<()> {
+    let path = status.lockfile.display();
+    let state = status.state;
+    match (&status.holder, status.expiration, status.expires_in_ms()) {
+        (Some(d), Some(e), Some(ms)) => {
+            let when = if ms >= 0 {
+                format!("expires in {}", human(Duration::from_millis(ms as u64)))
             } else {
-                (-(d.as_secs() as i64) - 1, 1000 - ms)
-            }
+                format!("expired {} ago", human(Duration::from_millis((-ms) as u64)))
+            };
+            let at = rfc3339(e).map(|t| format!(" ({t})")).unwrap_or_default();
+            writeln!(
+                out,
+                "{path}: {state}, held by {} pid {}; {when}{at}",
+                d.hostname, d.pid
+            )
         }
+        _ => writeln!(out, "{path}: {state}"),
+    }
+}
+
+/// The JSON object of `status --json` (keys in this order).
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    lockfile: std::borrow::Cow<'a, str>,
+    state: &'static str,
+    holder: Option<HolderJson<'a>>,
+    expires_at: Option<String>,
+    expires_in_ms: Option<i128>,
+}
+
+#[derive(Serialize)]
+struct HolderJson<'a> {
+    hostname: &'a str,
+    pid: u32,
+    claimfile: std::borrow::Cow<'a, str>,
+}
+
+/// `status --json`: one line, `{"lockfile": "/shared/db.lck", "state": "unlocked",
+/// "holder": null, "expires_at": null, "expires_in_ms": null}` (the README shows a held
+/// lock's).
+pub fn status_json(status: &Status<'_>, mut out: impl Write) -> io::Result<()> {
+    let json = StatusJson {
+        lockfile: status.lockfile.to_string_lossy(),
+        state: status.state.as_str(),
+        holder: status.holder.as_ref().map(|d| HolderJson {
+            hostname: &d.hostname,
+            pid: d.pid,
+            claimfile: d.claimfile.to_string_lossy(),
+        }),
+        expires_at: status.expiration.and_then(rfc3339),
+        expires_in_ms: status.expires_in_ms(),
     };
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    json.serialize(&mut serde_json::Serializer::with_formatter(&mut out, Spaced))?;
+    writeln!(out)
+}
+
+/// serde_json's compact format with a space after `:` and `,`, as the command has always
+/// printed it (and as Python's `json.dumps` does).
+struct Spaced;
+
+impl serde_json::ser::Formatter for Spaced {
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b": ")
+    }
 }
 
 #[cfg(test)]
@@ -162,15 +228,102 @@ mod tests {
     /// Known instants format as RFC 3339.
     #[test]
     fn rfc3339_known_values() {
-        let t = |s: u64, ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(s * 1000 + ms);
-        assert_eq!(rfc3339(t(0, 0)), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(t(951_782_400, 5)), "2000-02-29T00:00:00.005Z");
-        assert_eq!(rfc3339(t(1_795_000_000, 0)), "2026-11-18T11:06:40.000Z");
+        let t = |s: u64, ms: u64| rfc3339(at(s, ms)).unwrap();
+        assert_eq!(t(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(t(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(t(1_795_000_000, 0), "2026-11-18T11:06:40.000Z");
+    }
+
+    /// Milliseconds are truncated; times before 1970 (a lock file's mtime can be) format
+    /// too; times past the year 9999, which RFC 3339 cannot write, are `None`.
+    #[test]
+    fn rfc3339_edges() {
+        let before = SystemTime::UNIX_EPOCH - Duration::from_millis(315_619_200_000 - 500);
+        assert_eq!(rfc3339(before).unwrap(), "1960-01-01T00:00:00.500Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_000_000_999_999);
+        assert_eq!(rfc3339(t).unwrap(), "2026-11-18T11:06:40.999Z");
+        assert_eq!(rfc3339(at(253_402_300_800, 0)), None);
+    }
+
+    fn at(s: u64, ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(s * 1000 + ms)
+    }
+
+    fn render(status: &Status<'_>, json: bool) -> String {
+        let mut out = Vec::new();
+        if json {
+            status_json(status, &mut out).unwrap();
+        } else {
+            status_text(status, &mut out).unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    fn held<'a>(lockfile: &'a Path, hostname: &str, expiration: SystemTime) -> Status<'a> {
+        Status {
+            lockfile,
+            state: LockState::Unknown,
+            holder: Some(Details {
+                hostname: hostname.into(),
+                pid: 42,
+                lockfile: lockfile.into(),
+                claimfile: lockfile.with_extension("lck|claim"),
+            }),
+            expiration: Some(expiration),
+            now: at(1_795_000_000, 0),
+        }
     }
 
     /// JSON strings escape quotes, backslashes and control characters.
     #[test]
     fn json_escapes() {
-        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+        let status = held(Path::new("/l.lck"), "a\"b\\c\n\u{1}", at(1_795_000_000, 0));
+        let json = render(&status, true);
+        assert!(
+            json.contains(r#""hostname": "a\"b\\c\n\u0001""#),
+            "{json}"
+        );
+    }
+
+    /// The JSON shape: keys in order, `": "` and `", "` between them, one line.
+    #[test]
+    fn status_json_shape() {
+        let unlocked = Status {
+            lockfile: Path::new("/s/db.lck"),
+            state: LockState::Unlocked,
+            holder: None,
+            expiration: None,
+            now: at(1_795_000_000, 0),
+        };
+        assert_eq!(
+            render(&unlocked, true),
+            "{\"lockfile\": \"/s/db.lck\", \"state\": \"unlocked\", \"holder\": null, \
+             \"expires_at\": null, \"expires_in_ms\": null}\n"
+        );
+        let status = held(Path::new("/s/db.lck"), "h", at(1_795_000_009, 480));
+        assert_eq!(
+            render(&status, true),
+            "{\"lockfile\": \"/s/db.lck\", \"state\": \"unknown\", \"holder\": {\"hostname\": \"h\", \
+             \"pid\": 42, \"claimfile\": \"/s/db.lck|claim\"}, \"expires_at\": \
+             \"2026-11-18T11:06:49.480Z\", \"expires_in_ms\": 9480}\n"
+        );
+    }
+
+    /// The text form, for a live, an expired and an unlocked lock.
+    #[test]
+    fn status_text_forms() {
+        let p = Path::new("/s/db.lck");
+        assert_eq!(
+            render(&held(p, "h", at(1_795_000_009, 480)), false),
+            "/s/db.lck: unknown, held by h pid 42; expires in 9.5s (2026-11-18T11:06:49.480Z)\n"
+        );
+        assert_eq!(
+            render(&held(p, "h", at(1_794_999_880, 0)), false),
+            "/s/db.lck: unknown, held by h pid 42; expired 2m00s ago (2026-11-18T11:04:40.000Z)\n"
+        );
+        let mut unlocked = held(p, "h", at(0, 0));
+        unlocked.state = LockState::Unlocked;
+        unlocked.holder = None;
+        assert_eq!(render(&unlocked, false), "/s/db.lck: unlocked\n");
     }
 }

@@ -10,7 +10,10 @@
 //! 5 s, and we exit with 76. Other POSIX systems lack the parent-death signal; the
 //! watchdog and process group still apply. On Windows COMMAND is a plain child process.
 
-use crate::{exit, lock_error, output, Exit};
+use crate::args::Timing;
+use crate::commands::wait_for;
+use crate::exit::{self, lock_error, Exit};
+use crate::output;
 use anyhow::Result;
 use flufl_lock::Lock;
 use std::ffi::OsString;
@@ -28,26 +31,23 @@ enum Event {
     Signal(i32),
 }
 
+/// `run`: waits for the lock (at most `timing.timeout`), runs COMMAND under it
+/// (refreshing it every lifetime/3 unless `!refresh`), releases it and returns COMMAND's
+/// exit status.
 pub fn run(
     lockfile: &Path,
-    lifetime: Duration,
-    timeout: Option<Duration>,
+    timing: &Timing,
     refresh: bool,
     quiet: bool,
     command: &[OsString],
 ) -> Result<ExitCode> {
     let lock = Lock::builder(lockfile)
-        .lifetime(lifetime)
+        .lifetime(timing.lifetime)
         .on_wait(output::status_line(quiet))
         .build()
         .map_err(lock_error)?;
-    let r = match timeout {
-        Some(t) => lock.lock_timeout(t),
-        None => lock.lock(),
-    };
-    output::clear_status_line();
-    r.map_err(lock_error)?;
-    let result = supervise(&lock, lifetime, refresh, command);
+    wait_for(&lock, timing.timeout)?;
+    let result = supervise(&lock, refresh, command);
     // Release whatever happened; a lost lock is not ours to remove.
     let released = lock.unlock();
     let code = result?;
@@ -57,6 +57,7 @@ pub fn run(
     Ok(ExitCode::from(code))
 }
 
+/// Our exit code for COMMAND's exit status: its own code, or 128+N for signal N.
 fn status_code(status: ExitStatus) -> u8 {
     if let Some(c) = status.code() {
         return c as u8;
@@ -65,12 +66,13 @@ fn status_code(status: ExitStatus) -> u8 {
     {
         use std::os::unix::process::ExitStatusExt;
         if let Some(sig) = status.signal() {
-            return 128u8.wrapping_add(sig as u8);
+            return exit::SIGNAL_BASE.wrapping_add(sig as u8);
         }
     }
     exit::FAILURE
 }
 
+/// COMMAND could not be started: 127 if it was not found, else 126.
 fn spawn_error(cmd: &OsString, e: std::io::Error) -> anyhow::Error {
     let code = match e.kind() {
         std::io::ErrorKind::NotFound => exit::NOT_FOUND,
@@ -79,8 +81,11 @@ fn spawn_error(cmd: &OsString, e: std::io::Error) -> anyhow::Error {
     Exit(code, format!("cannot run {}: {e}", cmd.to_string_lossy())).into()
 }
 
+/// Runs COMMAND in its own process group, with the watchdog, forwarding signals and
+/// keeping the lock alive; stops the group when COMMAND exits or the lock is lost. Returns
+/// the exit code.
 #[cfg(unix)]
-fn supervise(lock: &Lock, lifetime: Duration, refresh: bool, command: &[OsString]) -> Result<u8> {
+fn supervise(lock: &Lock, refresh: bool, command: &[OsString]) -> Result<u8> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
@@ -134,7 +139,6 @@ fn supervise(lock: &Lock, lifetime: Duration, refresh: bool, command: &[OsString
     std::thread::spawn(move || {
         let _ = tx.send(Event::Exited(child.wait()));
     });
-    let _ = lifetime;
     let code = loop {
         match rx.recv() {
             Ok(Event::Exited(status)) => {
@@ -229,7 +233,7 @@ fn set_parent_death_signal(_cmd: &mut std::process::Command) {}
 
 /// `__watchdog PGID`: waits for EOF on stdin (our parent exited or died), then kills the
 /// process group, in case anything of it is left.
-pub fn watchdog(pgid: i32) -> Result<ExitCode> {
+pub fn watchdog(pgid: i32) {
     use std::io::Read;
     let mut buf = [0u8; 64];
     let mut stdin = std::io::stdin();
@@ -238,11 +242,12 @@ pub fn watchdog(pgid: i32) -> Result<ExitCode> {
     kill_group(pgid, rustix::process::Signal::KILL);
     #[cfg(not(unix))]
     let _ = pgid;
-    Ok(ExitCode::SUCCESS)
 }
 
+/// Runs COMMAND as a plain child process, keeping the lock alive; kills it if the lock is
+/// lost. Returns the exit code.
 #[cfg(not(unix))]
-fn supervise(lock: &Lock, _lifetime: Duration, refresh: bool, command: &[OsString]) -> Result<u8> {
+fn supervise(lock: &Lock, refresh: bool, command: &[OsString]) -> Result<u8> {
     let mut child = std::process::Command::new(&command[0])
         .args(&command[1..])
         .spawn()
