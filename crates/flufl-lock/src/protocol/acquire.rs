@@ -144,6 +144,7 @@ impl Inner {
     /// look at it. A link that succeeded is confirmed if our claim's stamp is old
     /// ([`Inner::confirm_fresh`]).
     fn try_link(&self, st: &mut State, a: &mut Acquisition) -> Result<Option<Next>> {
+        // protocol.md: Acquiring, step 6.
         match self.call(|| self.fs.link(&self.claimfile, &self.lockfile)) {
             Ok(()) => Ok(Some(self.confirmed(st)?)),
             Err(e) if is_exists(&e) => Ok(None),
@@ -186,6 +187,7 @@ impl Inner {
         st: &mut State,
         a: &mut Acquisition,
     ) -> Result<std::result::Result<(Meta, Box<Claim>), Next>> {
+        // protocol.md: Acquiring, after step 6 (the lock file read through open + fstat).
         match self.view(st)? {
             View::Theirs(meta, c) => {
                 a.transient = 0;

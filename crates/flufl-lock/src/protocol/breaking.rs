@@ -94,12 +94,14 @@ impl Inner {
         why: &str,
         force: bool,
     ) -> Result<bool> {
+        // protocol.md: Breaking, step 1.
         match self.take_marker(st)? {
             Marker::Taken => {}
             Marker::Busy => return Ok(false),
             Marker::NoClaim => return Ok(true), // the acquire loop writes it again
         }
         let r = self.break_under_marker(st, judged, why, force);
+        // protocol.md: Breaking, step 5.
         self.release_marker(st);
         r
     }
@@ -117,6 +119,7 @@ impl Inner {
         why: &str,
         force: bool,
     ) -> Result<bool> {
+        // protocol.md: Breaking, step 2.
         // Taking the marker linked our claim, so the server stamped its change time then: a
         // fresh reading of the server's clock. Judged on the lesser of it and our estimate,
         // an estimate that ran ahead (the server's clock stepped back) breaks nothing early.
@@ -133,6 +136,7 @@ impl Inner {
                 estimate
             }
         };
+        // protocol.md: Breaking, step 3.
         let Some((meta, parsed)) = self.read_lock(&self.lockfile)? else {
             return Ok(true);
         };
@@ -152,6 +156,7 @@ impl Inner {
         {
             return Ok(false); // refreshed meanwhile
         }
+        // protocol.md: Breaking, step 4.
         // Still our marker, untouched since we took it? A stale-marker remover elsewhere may
         // have displaced it, even put it back after another breaker acted: either changes
         // its change time (rename and link do), and our judgement may then be stale.

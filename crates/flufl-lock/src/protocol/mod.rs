@@ -272,6 +272,7 @@ impl Inner {
         }
         // Taken before the create: the server stamped the claim after this moment.
         let before = self.fs.boot_clock();
+        // protocol.md: Acquiring, steps 1-5.
         let file = match self.call(|| self.fs.create_new(path)) {
             Ok(f) => f,
             Err(e) if is_exists(&e) => {

@@ -37,6 +37,7 @@ impl Inner {
         }
         st.held = false;
         let Some(c) = st.claim else { return Ok(()) };
+        // protocol.md: Unlocking.
         let result = if !self.near_expiry(&st) {
             // Comfortably unexpired: no correct breaker touches it, so check and unlink.
             match self.call(|| self.fs.lstat(&self.lockfile)) {
