@@ -8,6 +8,7 @@ mod breaking;
 mod marker;
 mod release;
 
+#[cfg(feature = "tokio")]
 pub(crate) use acquire::{Acquisition, Next};
 pub(crate) use marker::Marker;
 
