@@ -12,8 +12,8 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-#[cfg_attr(unix, path = "unix.rs")]
-#[cfg_attr(windows, path = "windows.rs")]
+#[cfg_attr(unix, path = "unix/mod.rs")]
+#[cfg_attr(windows, path = "windows/mod.rs")]
 #[cfg_attr(not(any(unix, windows)), path = "unsupported.rs")]
 mod imp;
 
