@@ -442,7 +442,7 @@ impl LockBuilder {
             ));
         }
         let hostname = self.hostname.unwrap_or_else(sys::hostname);
-        let mut identity = sys::host_identity();
+        let mut identity = self.fs.host_identity();
         let pid = self.owner_pid.unwrap_or_else(std::process::id);
         if self.owner_pid.is_some() {
             identity.start_time = match self.fs.process(pid) {

@@ -141,6 +141,11 @@ pub trait Fs: Send + Sync + fmt::Debug {
     fn boot_clock(&self) -> Duration {
         imp::boot_clock()
     }
+    /// Facts that identify this host, boot, pid and time namespaces, and this process
+    /// what claims carry for the pid proof.
+    fn host_identity(&self) -> HostIdentity {
+        imp::host_identity()
+    }
 }
 
 /// Whether the change time (`ctime`) that [`Fs::lstat`] reports is stamped by the file
@@ -180,9 +185,4 @@ impl Waiter {
 pub fn hostname() -> String {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(imp::hostname).clone()
-}
-
-/// Facts that identify this host, boot and pid namespace.
-pub fn host_identity() -> HostIdentity {
-    imp::host_identity()
 }

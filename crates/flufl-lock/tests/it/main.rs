@@ -19,6 +19,8 @@ mod hostile;
 mod processes;
 #[cfg(unix)]
 mod review;
+#[cfg(all(unix, feature = "tokio"))]
+mod shape;
 mod support;
 #[cfg(windows)]
 mod windows;

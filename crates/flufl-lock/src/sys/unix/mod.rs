@@ -233,6 +233,18 @@ pub fn boot_clock() -> Duration {
 
 #[cfg(test)]
 mod tests {
+    /// The default retry set is `ESTALE` on this platform, by its meaning, not a number
+    /// copied from Linux (116 there, 70 on macOS and the BSDs).
+    #[test]
+    fn default_retry_is_estale() {
+        for &n in super::DEFAULT_RETRY_ERRNOS {
+            let e = std::io::Error::from_raw_os_error(n);
+            assert_eq!(e.kind(), std::io::ErrorKind::StaleNetworkFileHandle, "{n}");
+            assert!(super::is_stale(&e));
+        }
+        assert_eq!(super::DEFAULT_RETRY_ERRNOS.len(), 1);
+    }
+
     /// getfqdn picks the first dotted name of the address's /etc/hosts line, else its first.
     #[test]
     fn fqdn_from_hosts() {
