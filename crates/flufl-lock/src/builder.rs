@@ -466,20 +466,12 @@ impl LockBuilder {
         };
         let random = claim::random_field(random_u64(), origin.as_ref());
         let claimfile = claim::claim_path(&lockfile, self.separator, &hostname, pid, &random);
-        let with = |suffix: &str| {
-            let mut s = claimfile.clone().into_os_string();
-            s.push(suffix);
-            PathBuf::from(s)
-        };
-        let taken = with(".brk");
-        let mut marker = lockfile.clone().into_os_string();
-        marker.push(".break");
         Ok(Inner {
             claim_bytes: claim::path_to_bytes(&claimfile),
-            marker: PathBuf::from(marker),
+            marker: claim::marker_path(&lockfile),
+            taken: claim::taken_path(&claimfile),
             lockfile,
             claimfile,
-            taken,
             sep: self.separator,
             hostname,
             identity,

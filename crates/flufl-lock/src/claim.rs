@@ -9,8 +9,8 @@
 //! and time namespace. (Claims of earlier builds carried no time namespace; they parse
 //! without an origin, so their holders are recovered by expiry, never by a pid check.)
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// The most of a lock file that is ever read. A claim is a path plus about 100 bytes.
@@ -122,6 +122,40 @@ pub(crate) fn claim_path(
     }
     s.push(tail);
     PathBuf::from(s)
+}
+
+/// `path` with `suffix` appended to its last component.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The break marker of a lock: `<lock>.break`.
+pub(crate) fn marker_path(lock: &Path) -> PathBuf {
+    with_suffix(lock, ".break")
+}
+
+/// The private name a breaker of ours renames a lock (or a stale marker) to: `<claim>.brk`.
+pub(crate) fn taken_path(claim: &Path) -> PathBuf {
+    with_suffix(claim, ".brk")
+}
+
+/// The private probe file that reads the server's clock: `<claim>.clk`.
+pub(crate) fn probe_path(claim: &Path) -> PathBuf {
+    with_suffix(claim, ".clk")
+}
+
+/// Whether `name` is a claim file name for the lock named `lock_name`:
+/// `<lock name><SEP>...`, with separator `sep` or the other platform's.
+pub(crate) fn is_claim_name(lock_name: &OsStr, sep: char, name: &OsStr) -> bool {
+    let lock = path_to_bytes(Path::new(lock_name));
+    let name = path_to_bytes(Path::new(name));
+    name.len() > lock.len() + 1
+        && name.starts_with(&lock)
+        && [sep, if sep == '|' { '^' } else { '|' }]
+            .iter()
+            .any(|c| name[lock.len()..].starts_with(c.to_string().as_bytes()))
 }
 
 fn parse_origin(random: &str) -> (bool, Option<Origin>) {
@@ -485,6 +519,32 @@ mod tests {
             time_ns: 4026531834,
             start_time: 12345,
         }
+    }
+
+    /// The private names hang off the lock's and the claim's names; claim names of a lock
+    /// are told from other files beside it, with either platform's separator.
+    #[test]
+    fn names() {
+        assert_eq!(
+            marker_path(Path::new("/l/x.lck")),
+            PathBuf::from("/l/x.lck.break")
+        );
+        assert_eq!(
+            taken_path(Path::new("/l/x.lck|h|1|2")),
+            PathBuf::from("/l/x.lck|h|1|2.brk")
+        );
+        assert_eq!(
+            probe_path(Path::new("/l/x.lck|h|1|2")),
+            PathBuf::from("/l/x.lck|h|1|2.clk")
+        );
+        let yes = |n: &str| is_claim_name(OsStr::new("x.lck"), '|', OsStr::new(n));
+        assert!(yes("x.lck|h|1|2"));
+        assert!(yes("x.lck^h^1^2"));
+        assert!(!yes("x.lck"));
+        assert!(!yes("x.lck|"));
+        assert!(!yes("x.lck.break"));
+        assert!(!yes("y.lck|h|1|2"));
+        assert!(!yes("x.lckz|h"));
     }
 
     /// A claim name is lock, host, pid and random joined by the separator, as flufl writes it.

@@ -208,16 +208,9 @@ impl Inner {
     /// Whether `name` is a claim file name for this lock: `<lock name><SEP>...`, with our
     /// separator or the other platform's.
     pub(crate) fn is_claim_name(&self, name: &std::ffi::OsStr) -> bool {
-        let Some(lock_name) = self.lockfile.file_name() else {
-            return false;
-        };
-        let lock = claim::path_to_bytes(Path::new(lock_name));
-        let name = claim::path_to_bytes(Path::new(name));
-        name.len() > lock.len() + 1
-            && name.starts_with(&lock)
-            && [self.sep, if self.sep == '|' { '^' } else { '|' }]
-                .iter()
-                .any(|c| name[lock.len()..].starts_with(c.to_string().as_bytes()))
+        self.lockfile
+            .file_name()
+            .is_some_and(|lock| claim::is_claim_name(lock, self.sep, name))
     }
 
     /// Whether `path` is a claim file of this lock, in the lock's own directory.

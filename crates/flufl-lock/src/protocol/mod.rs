@@ -322,9 +322,7 @@ impl Inner {
     /// Learns the server's clock without touching the lock: create a private probe file,
     /// read the time the server stamped on it, remove it.
     pub(crate) fn learn_offset(&self) -> Result<ServerClock> {
-        let mut probe = self.claimfile.clone().into_os_string();
-        probe.push(".clk");
-        let probe = PathBuf::from(probe);
+        let probe = claim::probe_path(&self.claimfile);
         let _ = self.fs.unlink(&probe);
         let before = self.fs.boot_clock();
         let file = self
