@@ -230,11 +230,23 @@ mod tests {
     fn duration_messages() {
         let cases = [
             ("", "empty duration"),
-            ("abc", r#"invalid duration "abc": expected a number at "abc""#),
-            ("5x", r#"invalid duration "5x": unknown unit "x" (use ms, s, m, h or d)"#),
-            ("1m30", r#"invalid duration "1m30": a unit (ms, s, m, h, d) must follow 30"#),
+            (
+                "abc",
+                r#"invalid duration "abc": expected a number at "abc""#,
+            ),
+            (
+                "5x",
+                r#"invalid duration "5x": unknown unit "x" (use ms, s, m, h or d)"#,
+            ),
+            (
+                "1m30",
+                r#"invalid duration "1m30": a unit (ms, s, m, h, d) must follow 30"#,
+            ),
             ("1m30.5", r#"a unit (ms, s, m, h, d) must follow 30.5"#),
-            ("5-3s", r#"invalid duration "5-3s": unexpected character at "-3s""#),
+            (
+                "5-3s",
+                r#"invalid duration "5-3s": unexpected character at "-3s""#,
+            ),
             ("1e400", r#"invalid duration "1e400": out of range"#),
             ("-1", r#"invalid duration "-1": out of range"#),
             ("99999999999999s", "out of range"),

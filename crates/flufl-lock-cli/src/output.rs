@@ -6,6 +6,7 @@
 
 use flufl_lock::{Details, LockState, WaitStatus};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Mutex;
@@ -162,7 +163,7 @@ pub fn status_text(status: &Status<'_>, mut out: impl Write) -> io::Result<()> {
 /// The JSON object of `status --json` (keys in this order).
 #[derive(Serialize)]
 struct StatusJson<'a> {
-    lockfile: std::borrow::Cow<'a, str>,
+    lockfile: Cow<'a, str>,
     state: &'static str,
     holder: Option<HolderJson<'a>>,
     expires_at: Option<String>,
@@ -173,7 +174,7 @@ struct StatusJson<'a> {
 struct HolderJson<'a> {
     hostname: &'a str,
     pid: u32,
-    claimfile: std::borrow::Cow<'a, str>,
+    claimfile: Cow<'a, str>,
 }
 
 /// `status --json`: one line, `{"lockfile": "/shared/db.lck", "state": "unlocked",
@@ -191,7 +192,9 @@ pub fn status_json(status: &Status<'_>, mut out: impl Write) -> io::Result<()> {
         expires_at: status.expiration.and_then(rfc3339),
         expires_in_ms: status.expires_in_ms(),
     };
-    json.serialize(&mut serde_json::Serializer::with_formatter(&mut out, Spaced))?;
+    json.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out, Spaced,
+    ))?;
     writeln!(out)
 }
 
@@ -200,14 +203,6 @@ pub fn status_json(status: &Status<'_>, mut out: impl Write) -> io::Result<()> {
 struct Spaced;
 
 impl serde_json::ser::Formatter for Spaced {
-    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
-    }
-
     fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
         if first {
             Ok(())
@@ -279,10 +274,7 @@ mod tests {
     fn json_escapes() {
         let status = held(Path::new("/l.lck"), "a\"b\\c\n\u{1}", at(1_795_000_000, 0));
         let json = render(&status, true);
-        assert!(
-            json.contains(r#""hostname": "a\"b\\c\n\u0001""#),
-            "{json}"
-        );
+        assert!(json.contains(r#""hostname": "a\"b\\c\n\u0001""#), "{json}");
     }
 
     /// The JSON shape: keys in order, `": "` and `", "` between them, one line.

@@ -4,6 +4,7 @@
 use super::*;
 
 impl Inner {
+    /// `is_locked`: whether the lock file is our claim (`lstat`, read only).
     pub(crate) fn is_ours(&self, st: &State) -> Result<bool> {
         let Some(c) = st.claim else { return Ok(false) };
         match self.call(|| self.fs.lstat(&self.lockfile)) {
@@ -13,6 +14,8 @@ impl Inner {
         }
     }
 
+    /// The error for a lock found broken during `what` ("unlock", "refresh"), naming who
+    /// holds it now.
     pub(crate) fn lost(&self, what: &str) -> Error {
         let holder = match self.read_lock(&self.lockfile) {
             Ok(Some((_, Some(c)))) => {
@@ -24,6 +27,10 @@ impl Inner {
         Error::lost(&self.lockfile, what, &holder)
     }
 
+    /// Unlocking: with plenty of lease left, check the lock is ours and unlink it (no
+    /// breaker touches an unexpired lock); near or past our deadline, under the marker.
+    /// Our claim file is removed either way. `unconditionally` (flufl.lock's) turns
+    /// "not ours" into success.
     pub(crate) fn release(&self, unconditionally: bool) -> Result<()> {
         let mut st = self.begin_op();
         if !st.held {
@@ -135,6 +142,8 @@ impl Inner {
         }
     }
 
+    /// flufl.lock's six-valued state, read without changing anything: present, ours,
+    /// expired (no slop, as flufl.lock reports it), holder dead.
     pub(crate) fn state(&self) -> Result<LockState> {
         let st = self.lock_state();
         let Some((meta, parsed)) = self.read_lock(&self.lockfile)? else {
