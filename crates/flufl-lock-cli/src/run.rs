@@ -32,7 +32,7 @@ enum Event {
 }
 
 /// `run`: waits for the lock (at most `timing.timeout`), runs COMMAND under it
-/// (refreshing it every lifetime/3 unless `!refresh`), releases it and returns COMMAND's
+/// (refreshing it every lifetime/3 if `refresh`), releases it and returns COMMAND's
 /// exit status.
 pub fn run(
     lockfile: &Path,
