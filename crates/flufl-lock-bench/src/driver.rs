@@ -1,7 +1,8 @@
 //! The driver side: starting workers (Rust or Python, on this host or as "another host" in
 //! their own UTS and PID namespaces, optionally under strace) and talking to them.
 
-use crate::util::{mono_ns, BoxResult};
+use crate::util::BoxResult;
+use flufl_lock_testkit::mono_ns;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -184,7 +185,7 @@ impl Worker {
 
     /// SIGKILLs the worker itself (inside its namespace if it has one) and reaps it.
     /// Returns CLOCK_MONOTONIC just before the kill.
-    pub fn kill(&mut self) -> BoxResult<i64> {
+    pub fn kill(&mut self) -> BoxResult<u64> {
         let pid = if self.namespaced {
             let me = self.child.id();
             let kids = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children"))?;

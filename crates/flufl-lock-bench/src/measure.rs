@@ -1,15 +1,24 @@
-//! The seven measurements. Each returns plain numbers (and raw samples for the JSON).
+//! The seven measurements. Each returns plain numbers (and raw samples for the JSON);
+//! [`run_all`] runs the chosen ones in order. The two made under strace (2 and 7) are in
+//! [`strace`].
 
+mod strace;
+
+pub use strace::{poll, syscalls, Calls, Poll, FS_CALLS};
+
+use crate::args::Options;
 use crate::driver::{other_host_prefix, Env, Impl, Worker};
-use crate::util::{mono_ns, BoxResult, Rng};
+use crate::util::BoxResult;
+use flufl_lock_testkit::{mono_ns, Rng};
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Sender};
 use std::time::{Duration, Instant};
 
+/// The time limit of one step of a worker (start, lock, answer).
 const T_SHORT: Duration = Duration::from_secs(30);
+/// The time limit of a step that runs many cycles.
 const T_LONG: Duration = Duration::from_secs(120);
 
 /// What a run needs.
@@ -21,6 +30,7 @@ pub struct Cfg {
     pub namespaces: bool,
 }
 
+/// A lifetime as the worker of `imp` takes it: seconds for flufl.lock, ms for ours.
 fn life(imp: Impl, d: Duration) -> String {
     match imp {
         Impl::Flufl => format!("{}", d.as_secs_f64()),
@@ -28,6 +38,7 @@ fn life(imp: Impl, d: Duration) -> String {
     }
 }
 
+/// A progress line on stderr.
 fn progress(msg: &str) {
     #[allow(clippy::print_stderr)]
     {
@@ -35,11 +46,78 @@ fn progress(msg: &str) {
     }
 }
 
+/// Starts a worker of `imp` on `path` and waits until it answers.
 fn worker(cfg: &Cfg, imp: Impl, name: &str, path: &Path, lifetime: Duration) -> BoxResult<Worker> {
     let argv = cfg.env.argv(imp, "worker", path, &life(imp, lifetime));
     let mut w = Worker::spawn(name, &cfg.env.dir, &argv, false)?;
     w.ask("ping", "pong", T_SHORT)?;
     Ok(w)
+}
+
+// ---------------------------------------------------------------- all of them
+
+/// What the sections measured; a section not run (or failed) is empty.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub uncontended: Option<Uncontended>,
+    pub syscalls: BTreeMap<&'static str, Calls>,
+    pub handoff: BTreeMap<&'static str, Handoff>,
+    pub contention: BTreeMap<&'static str, Contention>,
+    pub crash: Crash,
+    pub cli: Option<Cli>,
+    pub poll: BTreeMap<&'static str, Poll>,
+    /// "section: error" for each section that failed.
+    pub errors: Vec<String>,
+}
+
+/// Runs the sections `opts` chooses, in the table's order. A failed section is reported
+/// on stderr and in [`Results::errors`], and the others still run.
+pub fn run_all(cfg: &Cfg, opts: &Options) -> Results {
+    let mut r = Results::default();
+    let mut errors = Vec::new();
+    let mut section = |name: &str, f: &mut dyn FnMut() -> BoxResult<()>| {
+        if !opts.runs(name) {
+            return;
+        }
+        if let Err(e) = f() {
+            progress(&format!("{name}: error: {e}"));
+            errors.push(format!("{name}: {e}"));
+        }
+    };
+    section("uncontended", &mut || {
+        r.uncontended = Some(uncontended(cfg)?);
+        Ok(())
+    });
+    section("syscalls", &mut || {
+        r.syscalls = syscalls(cfg)?;
+        Ok(())
+    });
+    for imp in [Impl::Ours, Impl::OursNfs, Impl::Flock, Impl::Flufl] {
+        section("handoff", &mut || {
+            r.handoff.insert(imp.key(), handoff(cfg, imp)?);
+            Ok(())
+        });
+    }
+    section("contention", &mut || {
+        r.contention = contention(cfg, &[Impl::Ours, Impl::Flufl, Impl::Flock])?;
+        Ok(())
+    });
+    section("crash", &mut || {
+        r.crash = crash(cfg)?;
+        Ok(())
+    });
+    section("cli", &mut || {
+        r.cli = Some(cli(cfg)?);
+        Ok(())
+    });
+    for imp in [Impl::OursNfs, Impl::Ours] {
+        section("poll", &mut || {
+            r.poll.insert(imp.key(), poll(cfg, imp)?);
+            Ok(())
+        });
+    }
+    r.errors = errors;
+    r
 }
 
 // ---------------------------------------------------------------- 1. uncontended
@@ -99,166 +177,6 @@ pub fn uncontended(cfg: &Cfg) -> BoxResult<Uncontended> {
     Ok(out)
 }
 
-// ---------------------------------------------------------------- 2. syscalls
-
-/// The system calls that count as filesystem calls: strace's %file and %desc classes,
-/// less those no lock implementation here makes (polling, sockets, memory).
-pub const FS_CALLS: &[&str] = &[
-    "open",
-    "openat",
-    "openat2",
-    "creat",
-    "read",
-    "pread64",
-    "readv",
-    "write",
-    "pwrite64",
-    "writev",
-    "close",
-    "close_range",
-    "fstat",
-    "newfstatat",
-    "stat",
-    "lstat",
-    "statx",
-    "lseek",
-    "ioctl",
-    "fcntl",
-    "utimensat",
-    "utime",
-    "utimes",
-    "futimesat",
-    "link",
-    "linkat",
-    "unlink",
-    "unlinkat",
-    "rename",
-    "renameat",
-    "renameat2",
-    "fsync",
-    "fdatasync",
-    "ftruncate",
-    "truncate",
-    "access",
-    "faccessat",
-    "faccessat2",
-    "readlink",
-    "readlinkat",
-    "getdents64",
-    "flock",
-    "mkdir",
-    "mkdirat",
-    "rmdir",
-    "statfs",
-    "fstatfs",
-    "dup",
-    "dup2",
-    "dup3",
-];
-
-/// Per-cycle call counts of one mechanism.
-#[derive(Debug, Default, Clone)]
-pub struct Calls {
-    pub per_call: BTreeMap<String, f64>,
-    pub fs: f64,
-    pub other: f64,
-    pub cycles: u64,
-}
-
-impl Calls {
-    /// "openat 1, write 1, ..." for the filesystem calls, in protocol order where known.
-    pub fn breakdown(&self) -> String {
-        self.per_call
-            .iter()
-            .filter(|(k, v)| FS_CALLS.contains(&k.as_str()) && v.abs() >= 0.005)
-            .map(|(k, v)| format!("{k} {}", trim_num(*v)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-pub fn trim_num(v: f64) -> String {
-    let s = format!("{v:.2}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
-}
-
-fn strace_c(dir: &Path, name: &str, argv: &[OsString]) -> BoxResult<BTreeMap<String, u64>> {
-    let out = dir.join(format!("{name}.strace-c"));
-    let status = Command::new("strace")
-        .args(["-f", "-c", "-o"])
-        .arg(&out)
-        .args(argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .status()
-        .map_err(|e| format!("cannot run strace: {e}"))?;
-    if !status.success() {
-        return Err(format!("{name} under strace failed: {status}").into());
-    }
-    let text = std::fs::read_to_string(&out)?;
-    let mut counts = BTreeMap::new();
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        // % time, seconds, usecs/call, calls, [errors], syscall
-        if words.len() < 5 || words[0].starts_with('%') || words[0].starts_with('-') {
-            continue;
-        }
-        let name = words[words.len() - 1];
-        if name == "total" {
-            continue;
-        }
-        if let Ok(calls) = words[3].parse::<u64>() {
-            counts.insert(name.to_string(), calls);
-        }
-    }
-    if counts.is_empty() {
-        return Err(format!("no strace summary in {}", out.display()).into());
-    }
-    Ok(counts)
-}
-
-/// Calls per cycle: (calls with N cycles − calls with 0 cycles) / N, so process start-up
-/// (and Python's imports) cancel out.
-pub fn syscalls(cfg: &Cfg) -> BoxResult<BTreeMap<&'static str, Calls>> {
-    let n: u64 = if cfg.quick { 500 } else { 1000 };
-    let mut out = BTreeMap::new();
-    for imp in [Impl::Ours, Impl::Floor, Impl::Flufl, Impl::Flock] {
-        progress(&format!("strace -f -c: {}", imp.key()));
-        let path = cfg.env.dir.join(format!("s-{}.lck", imp.key()));
-        let c0 = strace_c(
-            &cfg.env.dir,
-            &format!("s-{}-0", imp.key()),
-            &cfg.env.argv(imp, "loop", &path, "0"),
-        )?;
-        let c1 = strace_c(
-            &cfg.env.dir,
-            &format!("s-{}-n", imp.key()),
-            &cfg.env.argv(imp, "loop", &path, &n.to_string()),
-        )?;
-        let mut calls = Calls {
-            cycles: n,
-            ..Calls::default()
-        };
-        for (k, v1) in &c1 {
-            let v0 = c0.get(k).copied().unwrap_or(0);
-            let d = (*v1 as f64 - v0 as f64) / n as f64;
-            if d.abs() < 0.005 {
-                continue;
-            }
-            if FS_CALLS.contains(&k.as_str()) {
-                calls.fs += d;
-            } else {
-                calls.other += d;
-            }
-            calls.per_call.insert(k.clone(), d);
-        }
-        out.insert(imp.key(), calls);
-    }
-    Ok(out)
-}
-
 // ---------------------------------------------------------------- 3. hand-off
 
 /// Release-to-acquire latencies in ms.
@@ -289,7 +207,7 @@ pub fn handoff(cfg: &Cfg, imp: Impl) -> BoxResult<Handoff> {
         &path,
         flufl_lock::DEFAULT_LIFETIME,
     )?;
-    let mut rng = Rng::new();
+    let mut rng = Rng::new(Rng::fresh_seed());
     let mut out = Handoff::default();
     for i in 0..reps {
         if i % 5 == 0 {
@@ -373,7 +291,7 @@ pub fn contention(cfg: &Cfg, impls: &[Impl]) -> BoxResult<BTreeMap<&'static str,
                 r + 1
             ));
             let start = mono_ns() + 200_000_000;
-            let end = start + (slice * 1e9) as i64;
+            let end = start + (slice * 1e9) as u64;
             for w in ws.iter_mut() {
                 w.send(&format!("contend {} {start} {end}", counter.display()))?;
             }
@@ -565,120 +483,4 @@ pub fn cli(cfg: &Cfg) -> BoxResult<Cli> {
         out.true_ms.push(time(&mut Command::new("/bin/true"))?);
     }
     Ok(out)
-}
-
-// ---------------------------------------------------------------- 7. poll rate
-
-#[derive(Debug, Default, Clone)]
-pub struct Poll {
-    pub window_s: f64,
-    pub links: u64,
-    pub opens: u64,
-}
-
-impl Poll {
-    pub fn links_per_s(&self) -> f64 {
-        self.links as f64 / self.window_s
-    }
-    pub fn opens_per_s(&self) -> f64 {
-        self.opens as f64 / self.window_s
-    }
-}
-
-/// A waiter of `imp` (ours or ours-nfs) waits `secs` on a held lock under
-/// `strace -f -ttt -e trace=link,linkat,open,openat`; its link and open attempts on the
-/// lock file after the first second (steady state) are counted.
-pub fn poll(cfg: &Cfg, imp: Impl) -> BoxResult<Poll> {
-    let secs = if cfg.quick { 3.0 } else { 4.0 };
-    progress(&format!(
-        "poll rate {}: waiting {secs} s under strace",
-        imp.key()
-    ));
-    let path = cfg.env.dir.join(format!("p-{}.lck", imp.key()));
-    let mut holder = worker(
-        cfg,
-        Impl::Ours,
-        &format!("poll-holder-{}", imp.key()),
-        &path,
-        flufl_lock::DEFAULT_LIFETIME,
-    )?;
-    holder.ask("lock", "locked", T_SHORT)?;
-    let trace = cfg.env.dir.join(format!("p-{}.strace", imp.key()));
-    let mut argv: Vec<OsString> = [
-        "strace",
-        "-f",
-        "-ttt",
-        "-e",
-        "trace=link,linkat,open,openat",
-        "-o",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
-    argv.push(trace.clone().into());
-    argv.extend(cfg.env.argv(
-        imp,
-        "worker",
-        &path,
-        &life(imp, flufl_lock::DEFAULT_LIFETIME),
-    ));
-    let mut waiter = Worker::spawn(
-        &format!("poll-waiter-{}", imp.key()),
-        &cfg.env.dir,
-        &argv,
-        false,
-    )?;
-    waiter.ask("ping", "pong", T_SHORT)?;
-    let ms = (secs * 1000.0) as u64;
-    waiter.ask(&format!("wait-timeout {ms}"), "timedout", T_LONG)?;
-    waiter.quit()?;
-    holder.ask("unlock", "unlocked", T_SHORT)?;
-    holder.quit()?;
-    let text = std::fs::read_to_string(&trace)?;
-    let quoted = format!("\"{}\"", path.display());
-    let (mut links, mut opens) = (Vec::new(), Vec::new());
-    for line in text.lines() {
-        // "pid  ts call(...)" (with -f) or "ts call(...)"
-        let mut words = line.split_whitespace();
-        let Some(a) = words.next() else { continue };
-        let ts = if a.contains('.') {
-            a
-        } else {
-            words.next().unwrap_or("")
-        };
-        let rest = line.split_once(ts).map_or("", |x| x.1);
-        let Ok(ts) = ts.parse::<f64>() else { continue };
-        let rest = rest.trim_start();
-        if !rest.contains(&quoted) {
-            continue;
-        }
-        if rest.starts_with("linkat(") || rest.starts_with("link(") {
-            links.push(ts);
-        } else if rest.starts_with("openat(") || rest.starts_with("open(") {
-            opens.push(ts);
-        }
-    }
-    let (Some(first), Some(last)) = (links.first().copied(), links.last().copied()) else {
-        return Err(format!(
-            "no link attempts on {} in {}",
-            path.display(),
-            trace.display()
-        )
-        .into());
-    };
-    let from = first + 1.0;
-    let window = last - from;
-    if window <= 0.5 {
-        return Err(format!(
-            "steady-state window too short ({window:.2} s) in {}",
-            trace.display()
-        )
-        .into());
-    }
-    let count = |v: &[f64]| v.iter().filter(|&&t| t > from && t <= last).count() as u64;
-    Ok(Poll {
-        window_s: window,
-        links: count(&links),
-        opens: count(&opens),
-    })
 }

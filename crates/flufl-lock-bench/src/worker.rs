@@ -2,8 +2,9 @@
 //! protocol on stdin/stdout (the same protocol `testbed/bench/flufl_bench.py` speaks for
 //! flufl.lock), and the one-shot `loop` mode counted under strace.
 
-use crate::util::{mono_ns, sleep_until_ns, BoxResult};
+use crate::util::{sleep_until_ns, BoxResult};
 use flufl_lock::{ErrorKind, Lock};
+use flufl_lock_testkit::mono_ns;
 use rustix::fd::OwnedFd;
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use std::io::{BufRead, Write};
@@ -110,7 +111,7 @@ pub fn run_loop(kind: &str, path: &Path, n: u64) -> BoxResult<()> {
     Ok(())
 }
 
-fn contend(m: &Mech, counter: &Path, start: i64, end: i64) -> BoxResult<u64> {
+fn contend(m: &Mech, counter: &Path, start: u64, end: u64) -> BoxResult<u64> {
     sleep_until_ns(start);
     let mut n = 0u64;
     while mono_ns() < end {
@@ -133,7 +134,7 @@ fn answer(out: &mut impl Write, line: String) {
 }
 
 fn one(m: &Mech, out: &mut impl Write, cmd: &str, args: &[&str]) -> BoxResult<bool> {
-    let arg = |i: usize| -> BoxResult<i64> {
+    let arg = |i: usize| -> BoxResult<u64> {
         Ok(args
             .get(i)
             .ok_or_else(|| format!("{cmd}: missing argument {i}"))?
@@ -142,7 +143,7 @@ fn one(m: &Mech, out: &mut impl Write, cmd: &str, args: &[&str]) -> BoxResult<bo
     match cmd {
         "ping" => answer(out, "pong".into()),
         "cycles" => {
-            let n = arg(0)?.max(1) as u64;
+            let n = arg(0)?.max(1);
             let t = Instant::now();
             for _ in 0..n {
                 m.lock()?;
@@ -162,7 +163,7 @@ fn one(m: &Mech, out: &mut impl Write, cmd: &str, args: &[&str]) -> BoxResult<bo
             answer(out, format!("acquired {t}"));
         }
         "release" => {
-            std::thread::sleep(Duration::from_millis(arg(0)? as u64));
+            std::thread::sleep(Duration::from_millis(arg(0)?));
             let t = mono_ns();
             m.unlock()?;
             answer(out, format!("released {t}"));
@@ -175,7 +176,7 @@ fn one(m: &Mech, out: &mut impl Write, cmd: &str, args: &[&str]) -> BoxResult<bo
             let Mech::Ours(l) = m else {
                 return Err("wait-timeout needs ours".into());
             };
-            match l.lock_timeout(Duration::from_millis(arg(0)? as u64)) {
+            match l.lock_timeout(Duration::from_millis(arg(0)?)) {
                 Ok(()) => {
                     l.unlock()?;
                     answer(out, "acquired".into());

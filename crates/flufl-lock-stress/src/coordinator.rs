@@ -14,14 +14,16 @@
 //! which is the documented limit of any lease, not a fault.
 
 use crate::check::{check, Findings};
-use crate::util::{self, append, mono_ns, open_append, Args, Rng};
+use crate::util::{self, append, open_append, Args};
 use crate::worker::write_counter;
 use flufl_lock::Lock;
+use flufl_lock_testkit::{leftovers, mono_ns, Rng};
 use rustix::process::Signal;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -180,71 +182,45 @@ impl Report {
         v
     }
 
-    /// The figures as JSON.
+    /// The figures as JSON (pretty-printed, keys in a fixed order, times rounded as the
+    /// summary shows them).
     pub fn to_json(&self, p: &Params) -> String {
         let f = &self.findings;
-        let (rmin, rmed, rmax) = self.recovery_ms();
+        let (min, median, max) = self.recovery_ms();
         let violations = self.violations(p);
-        let strings = |v: &[String]| {
-            let items: Vec<String> = v.iter().map(|s| json_string(s)).collect();
-            format!("[{}]", items.join(", "))
+        let json = JsonReport {
+            ok: violations.is_empty(),
+            seed: p.seed,
+            workers: p.workers,
+            lifetime_ms: p.lifetime.as_millis() as u64,
+            elapsed_s: round(self.elapsed.as_secs_f64(), 2),
+            acquisitions: f.acquisitions,
+            completed_sections: f.completed,
+            counter: self.counter,
+            kills: f.kills,
+            kills_in_section: f.kills_in_section,
+            killed_after_counter_write: f.killed_after_write,
+            kills_aborted: self.kills_aborted,
+            workers_spawned: self.spawned,
+            stops: self.stops,
+            stops_aborted: self.stops_aborted,
+            longest_stop_ms: self.longest_stop_ms,
+            overlaps: f.overlaps.len(),
+            lost_updates: f.lost_updates.len(),
+            recoveries: f.recoveries_ns.len(),
+            unrecovered: f.unrecovered,
+            recovery_ms: RecoveryMs {
+                min: round(min, 3),
+                median: round(median, 3),
+                max: round(max, 3),
+            },
+            max_gap_between_acquisitions_ms: round(f.max_gap_ns as f64 / 1e6, 3),
+            claim_files_left: &self.leftovers,
+            violations: &violations,
         };
-        format!(
-            concat!(
-                "{{\n",
-                "  \"ok\": {},\n",
-                "  \"seed\": {},\n",
-                "  \"workers\": {},\n",
-                "  \"lifetime_ms\": {},\n",
-                "  \"elapsed_s\": {:.2},\n",
-                "  \"acquisitions\": {},\n",
-                "  \"completed_sections\": {},\n",
-                "  \"counter\": {},\n",
-                "  \"kills\": {},\n",
-                "  \"kills_in_section\": {},\n",
-                "  \"killed_after_counter_write\": {},\n",
-                "  \"kills_aborted\": {},\n",
-                "  \"workers_spawned\": {},\n",
-                "  \"stops\": {},\n",
-                "  \"stops_aborted\": {},\n",
-                "  \"longest_stop_ms\": {},\n",
-                "  \"overlaps\": {},\n",
-                "  \"lost_updates\": {},\n",
-                "  \"recoveries\": {},\n",
-                "  \"unrecovered\": {},\n",
-                "  \"recovery_ms\": {{ \"min\": {:.3}, \"median\": {:.3}, \"max\": {:.3} }},\n",
-                "  \"max_gap_between_acquisitions_ms\": {:.3},\n",
-                "  \"claim_files_left\": {},\n",
-                "  \"violations\": {}\n",
-                "}}\n"
-            ),
-            violations.is_empty(),
-            p.seed,
-            p.workers,
-            p.lifetime.as_millis(),
-            self.elapsed.as_secs_f64(),
-            f.acquisitions,
-            f.completed,
-            self.counter,
-            f.kills,
-            f.kills_in_section,
-            f.killed_after_write,
-            self.kills_aborted,
-            self.spawned,
-            self.stops,
-            self.stops_aborted,
-            self.longest_stop_ms,
-            f.overlaps.len(),
-            f.lost_updates.len(),
-            f.recoveries_ns.len(),
-            f.unrecovered,
-            rmin,
-            rmed,
-            rmax,
-            f.max_gap_ns as f64 / 1e6,
-            strings(&self.leftovers),
-            strings(&violations),
-        )
+        let mut out = serde_json::to_string_pretty(&json).expect("plain data serializes");
+        out.push('\n');
+        out
     }
 
     /// A human summary.
@@ -300,18 +276,46 @@ impl Report {
     }
 }
 
-fn json_string(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
+/// The JSON report, field by field (serde keeps this order).
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    ok: bool,
+    seed: u64,
+    workers: usize,
+    lifetime_ms: u64,
+    elapsed_s: f64,
+    acquisitions: u64,
+    completed_sections: u64,
+    counter: u64,
+    kills: u64,
+    kills_in_section: u64,
+    killed_after_counter_write: u64,
+    kills_aborted: u64,
+    workers_spawned: u64,
+    stops: u64,
+    stops_aborted: u64,
+    longest_stop_ms: u64,
+    overlaps: usize,
+    lost_updates: usize,
+    recoveries: usize,
+    unrecovered: u64,
+    recovery_ms: RecoveryMs,
+    max_gap_between_acquisitions_ms: f64,
+    claim_files_left: &'a [String],
+    violations: &'a [String],
+}
+
+#[derive(Serialize)]
+struct RecoveryMs {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+/// `x` rounded to `digits` decimals.
+fn round(x: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (x * k).round() / k
 }
 
 struct Worker {
@@ -710,22 +714,9 @@ pub fn run(p: &Params) -> Result<Report, String> {
         .parse()
         .map_err(|_| "bad counter".to_string())?;
     run.report.findings = check(&log, run.report.counter);
-    run.report.leftovers = leftovers(&p.dir);
+    run.report.leftovers = leftovers(&p.dir, &["log", "counter", "stop"]).unwrap_or_default();
     run.report.elapsed = started.elapsed();
     Ok(run.report)
-}
-
-fn leftovers(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !matches!(n.as_str(), "log" | "counter" | "stop"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// `flufl-lock-stress coordinator ...`: runs, prints the summary, writes the JSON.

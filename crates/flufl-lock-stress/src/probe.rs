@@ -18,8 +18,9 @@
 //! <tag> released t=...                 or: <tag> lost t=... err=...
 //! ```
 
-use crate::util::{claim_pid, mono_ns, pid_ns, proc_stat, time_ns, Args};
+use crate::util::{claim_pid, pid_ns, proc_stat, time_ns, Args};
 use flufl_lock::{BreakOutcome, Lock};
+use flufl_lock_testkit::mono_ns;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

@@ -1,5 +1,5 @@
-//! Small shared pieces: the shared clock, a seeded random generator, `--key value`
-//! arguments, atomic log appends, and signals.
+//! Small shared pieces: `--key value` arguments, atomic log appends, signals and `/proc`.
+//! (The shared clock and the random generator are the test kit's: `flufl_lock_testkit`.)
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -7,59 +7,6 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
-
-/// Nanoseconds on `CLOCK_MONOTONIC`, read with a raw vDSO call (rustix), so that libfaketime,
-/// which intercepts libc's `clock_gettime`, never shifts it: one clock for every process of
-/// the machine, in every pid namespace, under any fake wall clock.
-pub fn mono_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// xorshift64*: reproducible from a printed seed, no dependency.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed` (0 is mapped to a fixed non-zero state).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// A seed from the clock and pid, for runs not given one.
-    pub fn fresh_seed() -> u64 {
-        mono_ns() ^ (u64::from(std::process::id()) << 32)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
-        }
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-
-    /// A duration uniform in `[lo, hi]` milliseconds.
-    pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi.saturating_sub(lo) + 1))
-    }
-}
 
 /// `--key value` and `--flag` arguments.
 #[derive(Debug, Default)]
@@ -241,20 +188,5 @@ mod tests {
         assert_eq!(a.get("missing", 7u8).unwrap(), 7);
         assert!(a.req::<u32>("name").is_err());
         assert!(Args::parse(["--n".to_string()], &[]).is_err());
-    }
-
-    /// The generator is reproducible and stays in range.
-    #[test]
-    fn rng() {
-        let (mut a, mut b) = (Rng::new(5), Rng::new(5));
-        for _ in 0..100 {
-            assert_eq!(a.next_u64(), b.next_u64());
-            let n = a.below(10);
-            assert!(n < 10);
-            assert_eq!(n, b.below(10));
-            let d = a.millis(3, 5);
-            assert_eq!(d, b.millis(3, 5));
-            assert!(d >= Duration::from_millis(3) && d <= Duration::from_millis(5));
-        }
     }
 }

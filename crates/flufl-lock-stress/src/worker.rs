@@ -3,8 +3,9 @@
 //! again (the windows in which the coordinator kills it), and logs enter and exit (see
 //! [`crate::check`]).
 
-use crate::util::{append, mono_ns, open_append, Args, Rng};
+use crate::util::{append, open_append, Args};
 use flufl_lock::Lock;
+use flufl_lock_testkit::{mono_ns, Rng};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;

@@ -35,7 +35,8 @@
 #[cfg(target_os = "linux")]
 mod clock {
     use flufl_lock::{ErrorKind, Lock};
-    use flufl_lock_stress::util::{mono_ns, Args};
+    use flufl_lock_stress::util::Args;
+    use flufl_lock_testkit::mono_ns;
     use std::io::Write;
     use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant, SystemTime};

@@ -22,7 +22,8 @@
 //! with what to install, never skips it.
 
 use crate::support::{ms_between, run_cases, spawn_command, Event, Place, Proc, Spec};
-use flufl_lock_stress::util::{claim_pid, mono_ns, signal, wait_stopped};
+use flufl_lock_stress::util::{claim_pid, signal, wait_stopped};
+use flufl_lock_testkit::mono_ns;
 use rustix::process::Signal;
 use std::path::{Path, PathBuf};
 use std::process::Command;

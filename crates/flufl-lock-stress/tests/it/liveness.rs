@@ -17,6 +17,7 @@ use crate::support::{
     ms_between, probe_cmd, require_namespaces, run_cases, spawn_script, Event, Proc, BIN,
 };
 use flufl_lock_stress::util::{claim_pid, proc_state};
+use flufl_lock_testkit::assert_no_leftovers;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -705,13 +706,6 @@ fn other_users_dead_holder_is_recovered() {
         "the waiter did not exit cleanly\n{}",
         w.output()
     );
-    let left: Vec<String> = std::fs::read_dir(&dir)
-        .expect("read dir")
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        left.is_empty(),
-        "files left behind in the lock's directory after the waiter released: {left:?}"
-    );
+    // No files left behind in the lock's directory after the waiter released.
+    assert_no_leftovers(&dir, &[]);
 }

@@ -4,362 +4,29 @@
 //! The Python side is `testbed/interop/pylock.py`, run by the interpreter of the venv that
 //! `testbed/interop/setup.sh` makes (`target/interop-venv`, or `$FLUFL_PY`). Without it
 //! every test fails and says how to install it; none skips. The Rust side's other
-//! processes are re-runs of this test executable (`child_entry` with an environment).
+//! processes are re-runs of this test executable (`child_entry` with an environment);
+//! `support.rs` starts and talks to both kinds of process.
 //! Every wait has a time limit: a hang is a failure.
 #![cfg(unix)]
 // The tests report their counts and timings (seen with --nocapture), and child processes
 // talk to the test on stdout.
 #![allow(clippy::print_stdout)]
 
-use flufl_lock::{BreakOutcome, ErrorKind, Lock, LockState};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+mod support;
 
-/// The longest any one step (a process starting, answering, exiting) may take.
-const STEP: Duration = Duration::from_secs(20);
+use flufl_lock::{BreakOutcome, ErrorKind, Lock, LockState};
+use flufl_lock_testkit::{assert_no_leftovers, check_sections, Rng};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use support::{
+    is_zombie, lock_path, poll_until, py_details, py_state, rs_state, s, say, Proc, CHILD, STEP,
+};
+
 /// flufl.lock's `CLOCK_SLOP` plus its longest pause between attempts (2.01 s), with room:
 /// how long a Python breaker may take past a lock's expiry.
 const PY_BREAK_LIMIT: Duration = Duration::from_secs(30);
-const CHILD: &str = "FLUFL_INTEROP_CHILD";
 const EX_TEMPFAIL: i32 = 75;
-
-// ---------------------------------------------------------------------------------------
-// Finding Python, and running processes with time limits
-// ---------------------------------------------------------------------------------------
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn helper() -> PathBuf {
-    workspace_root().join("testbed/interop/pylock.py")
-}
-
-/// The venv's Python, checked once to have flufl.lock 10.0.0.
-fn python() -> &'static Path {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let py = match std::env::var_os("FLUFL_PY") {
-            Some(p) => PathBuf::from(p),
-            None => workspace_root().join("target/interop-venv/bin/python"),
-        };
-        assert!(
-            py.exists(),
-            "no Python with flufl.lock at {}: run `bash testbed/interop/setup.sh` from the \
-             repository root first (or set FLUFL_PY to a Python that has flufl.lock 10.0.0)",
-            py.display()
-        );
-        let mut cmd = Command::new(&py);
-        cmd.arg(helper()).arg("version");
-        let mut p = Proc::spawn("python pylock.py version".into(), cmd);
-        let version = p.line();
-        p.success();
-        assert_eq!(
-            version,
-            "10.0.0",
-            "{} has flufl.lock {version}, not 10.0.0: run `bash testbed/interop/setup.sh`",
-            py.display()
-        );
-        py
-    })
-}
-
-/// A child process whose stdout is read line by line, with a time limit on every wait.
-/// Dropping it kills it, so a failing test leaves nothing running.
-struct Proc {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    fn spawn(name: String, mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line.trim().to_string()).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            name,
-            stdin: child.stdin.take(),
-            child,
-            lines: rx,
-            seen: Vec::new(),
-            status: None,
-        }
-    }
-
-    /// `pylock.py ARGS...` under the venv's Python.
-    fn python(args: &[&str]) -> Proc {
-        Proc::python_env(args, &[])
-    }
-
-    fn python_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(python());
-        cmd.arg(helper()).args(args).envs(env.iter().copied());
-        Proc::spawn(format!("python pylock.py {}", args.join(" ")), cmd)
-    }
-
-    /// A Rust child: this executable re-run as `child_entry` in `mode`.
-    fn rust(mode: &str, lock: &Path, env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-        cmd.args([
-            "--exact",
-            "child_entry",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(CHILD, mode)
-        .env("LOCK", lock)
-        .envs(env.iter().copied());
-        Proc::spawn(format!("rust child {mode} {}", lock.display()), cmd)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next line that satisfies `pred`, waiting at most `limit`.
-    fn line_where(&mut self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{}: no {what} within {limit:?}; it printed {:?}",
-                    self.name, self.seen
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{}: output ended without {what}; it printed {:?} (exit: {:?})",
-                    self.name,
-                    self.seen,
-                    self.child.try_wait()
-                ),
-            }
-        }
-    }
-
-    /// The next line that is not the test harness's own chatter.
-    fn line(&mut self) -> String {
-        self.line_where("line", STEP, |l| {
-            !l.is_empty() && !l.starts_with("running ") && l != "."
-        })
-    }
-
-    /// Waits for the line `want`.
-    fn expect(&mut self, want: &str) {
-        self.expect_within(want, STEP);
-    }
-
-    fn expect_within(&mut self, want: &str, limit: Duration) {
-        self.line_where(&format!("line {want:?}"), limit, |l| l == want);
-    }
-
-    /// Closes the child's stdin: a holder then releases its lock, a contender starts.
-    fn release(&mut self) {
-        self.stdin.take();
-    }
-
-    /// Tells a waiting contender to start.
-    fn go(&mut self) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(b"go\n").expect("write go");
-        stdin.flush().expect("flush go");
-    }
-
-    /// Waits for the child to exit, at most until `deadline` (then kills it and fails).
-    fn wait_until(&mut self, deadline: Instant) -> ExitStatus {
-        if let Some(s) = self.status {
-            return s;
-        }
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                self.status = Some(s);
-                return s;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                self.status = self.child.try_wait().ok().flatten();
-                panic!(
-                    "{}: still running at its deadline (a hang); it printed {:?}",
-                    self.name, self.seen
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        self.wait_until(Instant::now() + STEP)
-    }
-
-    /// The exit code (failing if it was killed by a signal).
-    fn code(&mut self) -> i32 {
-        let s = self.wait();
-        s.code().unwrap_or_else(|| {
-            panic!(
-                "{}: killed by a signal ({s:?}); it printed {:?}",
-                self.name, self.seen
-            )
-        })
-    }
-
-    fn success(&mut self) {
-        let code = self.code();
-        assert_eq!(
-            code, 0,
-            "{}: exit {code}; it printed {:?}",
-            self.name, self.seen
-        );
-    }
-
-    /// SIGKILL, without reaping: the child is left a zombie until [`Proc::reap`].
-    fn kill(&mut self) {
-        self.child.kill().expect("kill");
-    }
-
-    fn reap(&mut self) {
-        self.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Small helpers
-// ---------------------------------------------------------------------------------------
-
-fn lock_path() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("test.lck");
-    (dir, path)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
-
-/// Names of the files in `dir`, sorted.
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// flufl.lock's `Lock(path).state.name`, read by a new Python process.
-fn py_state(path: &Path) -> String {
-    let mut p = Proc::python(&["state", s(path)]);
-    let state = p.line();
-    p.success();
-    state
-}
-
-/// flufl.lock's `Lock(path).details`, read by a new Python process.
-fn py_details(path: &Path) -> (String, u32, PathBuf) {
-    let mut p = Proc::python(&["details", s(path)]);
-    let line = p.line();
-    p.success();
-    let v: serde_json::Value = serde_json::from_str(&line).expect("details JSON");
-    (
-        v["hostname"].as_str().expect("hostname").to_string(),
-        u32::try_from(v["pid"].as_u64().expect("pid")).expect("pid fits u32"),
-        PathBuf::from(v["lockfile"].as_str().expect("lockfile")),
-    )
-}
-
-/// The state as a new Rust `Lock` (this process, which holds nothing) reads it.
-fn rs_state(path: &Path) -> LockState {
-    Lock::new(path).unwrap().state().unwrap()
-}
-
-/// Polls `cond` every 20 ms until it holds; fails after `limit`.
-fn poll_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether `pid` is a zombie (exited, not yet reaped).
-fn is_zombie(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        == Some("Z")
-}
-
-/// A small xorshift generator for the children's jitter (no crates needed).
-struct Jitter(u64);
-
-impl Jitter {
-    fn new() -> Jitter {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        Jitter(((u64::from(t) << 20) ^ u64::from(std::process::id())) | 1)
-    }
-
-    /// A duration uniformly in `0..max_us` microseconds.
-    fn upto(&mut self, max_us: u64) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        Duration::from_micros(self.0 % max_us)
-    }
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").expect("write stdout");
-    out.flush().expect("flush stdout");
-}
 
 // ---------------------------------------------------------------------------------------
 // The Rust child processes
@@ -404,7 +71,7 @@ fn child_entry() {
                 .build()
                 .unwrap();
             let me = format!("rs{}", std::process::id());
-            let mut jitter = Jitter::new();
+            let mut jitter = Rng::new(Rng::fresh_seed());
             say("ready");
             let mut go = String::new();
             std::io::stdin().read_line(&mut go).expect("read go");
@@ -422,13 +89,13 @@ fn child_entry() {
                     Err(e) => panic!("read counter: {e}"),
                 };
                 // Widen the read-modify-write window a little (as the Python side does).
-                std::thread::sleep(jitter.upto(500));
+                std::thread::sleep(Duration::from_micros(jitter.below(500)));
                 std::fs::write(&counter, (v + 1).to_string()).unwrap();
                 writeln!(f, "X {me} {i}").unwrap();
                 drop(f);
                 lock.unlock().unwrap();
                 // A short pause outside the lock, so that the others get a turn.
-                std::thread::sleep(jitter.upto(2000));
+                std::thread::sleep(Duration::from_micros(jitter.below(2000)));
             }
             say("done");
         }
@@ -467,7 +134,7 @@ fn python_holds_rust_times_out_then_acquires() {
     assert!(rs.is_locked().unwrap());
     assert_eq!(rs.details().unwrap().pid, std::process::id());
     rs.unlock().unwrap();
-    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert_no_leftovers(dir.path(), &[]);
     println!(
         "python_holds_rust_times_out_then_acquires: {:.1?}",
         t.elapsed()
@@ -502,7 +169,7 @@ fn rust_holds_python_times_out_then_acquires() {
     py.expect("acquired");
     py.expect("unlocked");
     py.success();
-    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert_no_leftovers(dir.path(), &[]);
     println!(
         "rust_holds_python_times_out_then_acquires: {:.1?}",
         t.elapsed()
@@ -525,57 +192,33 @@ struct LogStats {
     cross_handovers: usize,
 }
 
-/// Checks a log of enter/exit records: every `E id i` is followed by `X id i` before any
-/// other record (no overlapping critical sections), and each process's iterations come in
-/// order 0, 1, 2, ... with none missing. `Err` says what is wrong, and where.
+/// Checks a log of enter/exit records with the test kit's overlap checker (every `E id i`
+/// is followed by `X id i` before any other record, each process's iterations come in order
+/// 0, 1, 2, ... with none missing) and counts its sections and handovers. `Err` says what is
+/// wrong, and where.
 fn check_log(log: &str) -> Result<LogStats, String> {
-    let mut stats = LogStats::default();
-    let mut inside: Option<(&str, &str)> = None;
-    let mut last: Option<&str> = None;
-    let mut next_iter: std::collections::HashMap<&str, usize> = Default::default();
-    for (n, line) in log.lines().enumerate() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        match (f.as_slice(), inside) {
-            (["E", id, i], None) => {
-                let want = next_iter.entry(id).or_default();
-                if i.parse::<usize>().ok() != Some(*want) {
-                    return Err(format!(
-                        "line {}: {line:?}: {id} skipped or repeated an iteration (next was {want})",
-                        n + 1
-                    ));
-                }
-                *want += 1;
-                inside = Some((id, i));
-            }
-            (["X", id, i], Some((iid, ii))) if *id == iid && *i == ii => {
-                inside = None;
-                stats.sections += 1;
-                if id.starts_with("py") {
-                    stats.python += 1;
-                } else {
-                    stats.rust += 1;
-                }
-                if let Some(prev) = last.filter(|p| p != id) {
-                    stats.handovers += 1;
-                    if prev[..2] != id[..2] {
-                        stats.cross_handovers += 1;
-                    }
-                }
-                last = Some(id);
-            }
-            _ => {
-                return Err(format!(
-                    "overlapping critical sections or a corrupt record at line {}: {line:?} \
-                     while inside {inside:?}",
-                    n + 1
-                ))
+    let sections = check_sections(log)?;
+    let mut stats = LogStats {
+        sections: sections.len(),
+        ..LogStats::default()
+    };
+    for s in &sections {
+        if s.id.starts_with("py") {
+            stats.python += 1;
+        } else {
+            stats.rust += 1;
+        }
+    }
+    for pair in sections.windows(2) {
+        let (prev, id) = (&pair[0].id, &pair[1].id);
+        if prev != id {
+            stats.handovers += 1;
+            if prev[..2] != id[..2] {
+                stats.cross_handovers += 1;
             }
         }
     }
-    match inside {
-        Some(_) => Err("the log ends inside a critical section".to_string()),
-        None => Ok(stats),
-    }
+    Ok(stats)
 }
 
 /// The checker is not vacuous: it rejects an overlap, a lost exit, a skipped iteration.
@@ -645,11 +288,8 @@ fn mixed_contention_no_overlap_no_lost_update() {
     assert_eq!(stats.rust, rs_procs * n);
     let count = std::fs::read_to_string(&counter).unwrap();
     assert_eq!(count, total.to_string(), "lost updates");
-    assert_eq!(
-        files_in(dir.path()),
-        vec!["counter".to_string(), "log".to_string()],
-        "claim files or markers left behind"
-    );
+    // No claim files or markers left behind.
+    assert_no_leftovers(dir.path(), &["counter", "log"]);
     println!(
         "mixed contention: {py_procs} Python + {rs_procs} Rust processes, {total} \
          acquisitions ({} Python, {} Rust), {} critical sections checked, 0 overlapping, \
@@ -710,7 +350,7 @@ fn details_read_both_ways() {
     rs.release();
     rs.expect("unlocked");
     rs.success();
-    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert_no_leftovers(dir.path(), &[]);
     println!("details_read_both_ways: {:.1?}", t.elapsed());
 }
 
@@ -742,7 +382,7 @@ fn state_unlocked_and_live_holders_agree() {
     rs.success();
     assert_eq!(rs_state(&path), LockState::Unlocked);
     assert_eq!(py_state(&path), "unlocked");
-    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert_no_leftovers(dir.path(), &[]);
     println!("state_unlocked_and_live_holders_agree: {:.1?}", t.elapsed());
 }
 
@@ -769,7 +409,7 @@ fn state_expired_agrees() {
     rs.release();
     rs.expect("unlocked");
     rs.success();
-    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert_no_leftovers(dir.path(), &[]);
     println!("state_expired_agrees: {:.1?}", t.elapsed());
 }
 
@@ -809,7 +449,7 @@ fn state_stale_agrees() {
         !held.claimfile.exists(),
         "the holder's claim file was removed"
     );
-    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert_no_leftovers(dir.path(), &[]);
 
     // Rust holder.
     let mut rs = Proc::rust("hold", &path, &[("LIFETIME_MS", "60000")]);
@@ -833,7 +473,7 @@ fn state_stale_agrees() {
         "the holder's claim file was removed"
     );
     taker.unlock().unwrap();
-    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert_no_leftovers(dir.path(), &[]);
     println!("state_stale_agrees: {:.1?}", t.elapsed());
 }
 
@@ -893,7 +533,7 @@ fn rust_breaks_expired_python_lock() {
     py.release();
     py.expect("lost");
     py.success();
-    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert_no_leftovers(dir.path(), &[]);
     println!("  Rust broke an expired Python lock {waited:.1?} after it expired");
 }
 
@@ -921,7 +561,7 @@ fn python_breaks_expired_rust_lock() {
     rs.release();
     rs.expect("lost");
     rs.success();
-    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert_no_leftovers(dir.path(), &[]);
     println!("  Python broke an expired Rust lock (1 s lifetime) in {took:.1?}");
 }
 
@@ -951,7 +591,7 @@ fn rust_waiter_rides_out_flufl_relock_rewrites() {
     );
     rs.lock_timeout(STEP).unwrap();
     rs.unlock().unwrap();
-    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert_no_leftovers(dir.path(), &[]);
 }
 
 // ---------------------------------------------------------------------------------------
