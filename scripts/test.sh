@@ -26,11 +26,18 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo clippy -p flufl-lock -p flufl-lock-cli --target x86_64-pc-windows-gnu --all-targets --all-features -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features -q
-python3 scripts/check-deps.py
+# The policy of deny.toml (licenses, one version of each crate, no wildcards), with a pinned
+# cargo-deny; it needs no network beyond crates.io (the advisory database is not used).
+if ! command -v cargo-deny >/dev/null || [ "$(cargo-deny --version)" != "cargo-deny 0.20.2" ]; then
+  cargo install cargo-deny --version 0.20.2 --locked --quiet
+fi
+cargo deny --exclude-unpublished check licenses bans
 
-step "Minimum Rust version: the two published crates build with Rust 1.85 (rust-version)"
+step "Minimum Rust version: the two published crates build with Rust 1.85 (rust-version), for Linux and Windows"
 rustup toolchain install 1.85 --profile minimal
+rustup target add x86_64-pc-windows-gnu --toolchain 1.85
 CARGO_TARGET_DIR=target/msrv cargo +1.85 check -p flufl-lock -p flufl-lock-cli --all-features
+CARGO_TARGET_DIR=target/msrv cargo +1.85 check -p flufl-lock -p flufl-lock-cli --all-features --target x86_64-pc-windows-gnu
 
 step "Python venv with the real flufl.lock 10.0.0; libfaketime for the skew tests"
 bash testbed/interop/setup.sh
