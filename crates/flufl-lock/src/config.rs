@@ -2,6 +2,8 @@
 //! defaults.
 
 use crate::claim::Details;
+#[cfg(doc)]
+use crate::{Lock, LockBuilder};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -2,6 +2,8 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::protocol::Inner;
+#[cfg(doc)]
+use crate::Lock;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
