@@ -3,9 +3,9 @@
 
 use crate::claim;
 use crate::config::{Clock, Config, SystemClock, WaitCallback, WaitStatus, DEFAULT_LIFETIME, SEP};
-use crate::error::{Error, Result};
 #[cfg(doc)]
 use crate::error::ErrorKind;
+use crate::error::{Error, Result};
 use crate::lock::Lock;
 use crate::protocol::{ClaimState, Inner, State};
 use crate::sys::{self, FileKind, Fs, ProcState, RealFs};

@@ -3,9 +3,9 @@
 
 use crate::builder::LockBuilder;
 use crate::claim::{self, Details, LockState};
-use crate::error::{Error, Result};
 #[cfg(doc)]
 use crate::error::ErrorKind;
+use crate::error::{Error, Result};
 use crate::keep_alive::KeepAlive;
 use crate::protocol::{is_not_found, Inner};
 use std::fmt;
