@@ -62,7 +62,10 @@ source testbed/wine/env.sh
 trap 'wineserver -k 2>/dev/null || true' EXIT
 # One persistent wineserver for all the test executables: by default it exits a moment after
 # each one, and the next may connect while it is going ("recvmsg: Connection reset by peer").
-wineserver -p
+# Then start Wine's own services with nothing attached, so that they do not inherit (and
+# hold open) the output pipe of whichever test starts them first.
+wineserver -p </dev/null >/dev/null 2>&1
+wine cmd /c exit </dev/null >/dev/null 2>&1
 cargo test -p flufl-lock -p flufl-lock-cli --all-features --target x86_64-pc-windows-gnu 2>&1 | tee target/wine-tests.log
 grep -E '^test result' target/wine-tests.log | awk '{p+=$4; f+=$6} END {printf "Windows tests under Wine: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}'
 

@@ -308,22 +308,20 @@ impl ServerClock {
     }
 
     /// The expiry to write for a lease of `lifetime` taken at boot-clock time `now`: a
-    /// `lifetime` after the least the server's time can be then, plus the granularity (so a
-    /// truncated stamp never shortens it), rounded up to the granularity (so storing it
-    /// truncates nothing). A slow call is not added: [`ServerClock::deadline`] takes it off
-    /// the holder's own belief instead.
+    /// `lifetime` after the least the server's time can be then, on a multiple of the
+    /// granularity (so storing it truncates nothing). With coarse timestamps (1 ms or
+    /// coarser) the granularity is added and the sum rounded up, so a truncated stamp does
+    /// not cost the holder a second of its lease; with fine ones it is rounded down, so the
+    /// file never says more than a lifetime. A slow call is not added:
+    /// [`ServerClock::deadline`] takes it off the holder's own belief instead.
     pub fn expiry(&self, now: Duration, lifetime: Duration) -> SystemTime {
+        let g = self.granularity.as_nanos().max(1) as i128;
+        let coarse = self.granularity >= Duration::from_millis(1);
         let t = to_nanos(self.server)
             .saturating_add(nanos(now) - nanos(self.after))
-            .saturating_add(self.granularity.as_nanos() as i128)
-            .saturating_add(lifetime.as_nanos() as i128);
-        let g = self.granularity.as_nanos().max(1) as i128;
-        from_nanos(
-            t.saturating_add(g - 1)
-                .div_euclid(g)
-                .saturating_mul(g)
-                .min(LATEST_EXPIRY),
-        )
+            .saturating_add(lifetime.as_nanos() as i128)
+            .saturating_add(if coarse { 2 * g - 1 } else { 0 });
+        from_nanos(t.div_euclid(g).saturating_mul(g).min(LATEST_EXPIRY))
     }
 
     /// The boot-clock time until which a lock whose file says it expires at `expiry` is
