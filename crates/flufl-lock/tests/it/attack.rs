@@ -3,8 +3,8 @@
 //! whose change time is not a server stamp, `Duration::MAX` as a timeout, the async
 //! keep-alive after a suspend) and asserts what a correct implementation must do.
 
-use crate::support::lock_path;
-use flufl_lock::sys::{Fs, Meta, ProcState, RealFs, Waiter};
+use crate::support::{lock_path, Layer, Layered};
+use flufl_lock::sys::{Fs, Meta, RealFs};
 use flufl_lock::{ErrorKind, Lock};
 use std::fs::File;
 use std::io;
@@ -35,8 +35,8 @@ impl std::fmt::Debug for Rig {
 }
 
 impl Rig {
-    fn new() -> Arc<Rig> {
-        Arc::new(Rig::default())
+    fn new() -> Arc<Layered<Rig>> {
+        Arc::new(Layered(Rig::default()))
     }
     fn fix(&self, m: Meta) -> Meta {
         if self.ctime_is_mtime.load(Ordering::SeqCst) {
@@ -50,28 +50,13 @@ impl Rig {
     }
 }
 
-impl Fs for Rig {
-    fn create_new(&self, path: &Path) -> io::Result<File> {
-        RealFs.create_new(path)
-    }
-    fn write_all(&self, file: &File, data: &[u8]) -> io::Result<()> {
-        RealFs.write_all(file, data)
-    }
+impl Layer for Rig {
     fn fstat(&self, file: &File) -> io::Result<Meta> {
         RealFs.fstat(file).map(|m| self.fix(m))
-    }
-    fn set_times(&self, file: &File, time: SystemTime) -> io::Result<()> {
-        RealFs.set_times(file, time)
     }
     fn set_path_times(&self, path: &Path, time: SystemTime) -> io::Result<()> {
         self.set_path_times.fetch_add(1, Ordering::SeqCst);
         RealFs.set_path_times(path, time)
-    }
-    fn open_read(&self, path: &Path) -> io::Result<File> {
-        RealFs.open_read(path)
-    }
-    fn read_head(&self, file: &File, max: usize) -> io::Result<Vec<u8>> {
-        RealFs.read_head(file, max)
     }
     fn lstat(&self, path: &Path) -> io::Result<Meta> {
         {
@@ -91,9 +76,6 @@ impl Fs for Rig {
         }
         RealFs.link(src, dst)
     }
-    fn rename(&self, src: &Path, dst: &Path) -> io::Result<()> {
-        RealFs.rename(src, dst)
-    }
     fn unlink(&self, path: &Path) -> io::Result<()> {
         let hook = {
             let mut h = self.before_unlink.lock().unwrap();
@@ -109,15 +91,6 @@ impl Fs for Rig {
             f();
         }
         RealFs.unlink(path)
-    }
-    fn is_remote(&self, dir: &Path) -> io::Result<bool> {
-        RealFs.is_remote(dir)
-    }
-    fn process(&self, pid: u32) -> ProcState {
-        RealFs.process(pid)
-    }
-    fn wait(&self, waiter: &mut Waiter, timeout: Duration) {
-        RealFs.wait(waiter, timeout)
     }
     fn boot_clock(&self) -> Duration {
         RealFs.boot_clock() + Duration::from_millis(self.suspended_ms.load(Ordering::SeqCst))

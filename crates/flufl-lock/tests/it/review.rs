@@ -21,7 +21,7 @@
 //! - G (keep-alive after a suspend): the boot clock jumps past the lease while the
 //!   keep-alive thread waits; its refresh follows within a second, under the marker.
 
-use crate::support::{lock_path, FaultyFs, Op};
+use crate::support::{lock_path, FaultyFs, Layer, Layered, Op};
 use flufl_lock::sys::{Fs, Meta, ProcState, RealFs, Waiter};
 use flufl_lock::{ErrorKind, Lock, LockState};
 use std::fs::File;
@@ -630,7 +630,7 @@ impl SkewedServer {
     }
 }
 
-impl Fs for SkewedServer {
+impl Layer for SkewedServer {
     fn create_new(&self, path: &Path) -> io::Result<File> {
         let f = RealFs.create_new(path)?;
         self.stamp(&f)?;
@@ -643,38 +643,8 @@ impl Fs for SkewedServer {
     fn fstat(&self, file: &File) -> io::Result<Meta> {
         RealFs.fstat(file).map(|m| self.shift(m))
     }
-    fn set_times(&self, file: &File, time: SystemTime) -> io::Result<()> {
-        RealFs.set_times(file, time)
-    }
-    fn set_path_times(&self, path: &Path, time: SystemTime) -> io::Result<()> {
-        RealFs.set_path_times(path, time)
-    }
-    fn open_read(&self, path: &Path) -> io::Result<File> {
-        RealFs.open_read(path)
-    }
-    fn read_head(&self, file: &File, max: usize) -> io::Result<Vec<u8>> {
-        RealFs.read_head(file, max)
-    }
     fn lstat(&self, path: &Path) -> io::Result<Meta> {
         RealFs.lstat(path).map(|m| self.shift(m))
-    }
-    fn link(&self, src: &Path, dst: &Path) -> io::Result<()> {
-        RealFs.link(src, dst)
-    }
-    fn rename(&self, src: &Path, dst: &Path) -> io::Result<()> {
-        RealFs.rename(src, dst)
-    }
-    fn unlink(&self, path: &Path) -> io::Result<()> {
-        RealFs.unlink(path)
-    }
-    fn is_remote(&self, dir: &Path) -> io::Result<bool> {
-        RealFs.is_remote(dir)
-    }
-    fn process(&self, pid: u32) -> ProcState {
-        RealFs.process(pid)
-    }
-    fn wait(&self, waiter: &mut Waiter, timeout: Duration) {
-        RealFs.wait(waiter, timeout)
     }
 }
 
@@ -686,7 +656,7 @@ impl Fs for SkewedServer {
 #[test]
 fn refresh_follows_a_server_clock_step() {
     let (_dir, path) = lock_path();
-    let server = Arc::new(SkewedServer::default());
+    let server = Arc::new(Layered(SkewedServer::default()));
     let holder = Lock::builder(&path)
         .filesystem(server.clone())
         .lifetime(Duration::from_secs(3))

@@ -3,14 +3,11 @@
 //! the whole wait and makes the same calls as the blocking one; the builder's process
 //! check and the host identity go through the filesystem seam.
 
-use crate::support::{lock_path, FaultyFs, Op};
-use flufl_lock::sys::{Fs, HostIdentity, Meta, ProcState, RealFs, Waiter};
+use crate::support::{lock_path, FaultyFs, Layer, Layered, Op};
+use flufl_lock::sys::{HostIdentity, ProcState};
 use flufl_lock::{ErrorKind, Lock};
-use std::fs::File;
-use std::io;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// From another thread, `lifetime()`, `is_locked()`, `state()` and `Debug` of a `Lock`
 /// that is waiting for a held lock answer at once (the wait lets go of the state).
@@ -75,50 +72,11 @@ struct Seam {
     start: u64,
 }
 
-impl Fs for Seam {
-    fn create_new(&self, path: &Path) -> io::Result<File> {
-        RealFs.create_new(path)
-    }
-    fn write_all(&self, file: &File, data: &[u8]) -> io::Result<()> {
-        RealFs.write_all(file, data)
-    }
-    fn fstat(&self, file: &File) -> io::Result<Meta> {
-        RealFs.fstat(file)
-    }
-    fn set_times(&self, file: &File, time: SystemTime) -> io::Result<()> {
-        RealFs.set_times(file, time)
-    }
-    fn set_path_times(&self, path: &Path, time: SystemTime) -> io::Result<()> {
-        RealFs.set_path_times(path, time)
-    }
-    fn open_read(&self, path: &Path) -> io::Result<File> {
-        RealFs.open_read(path)
-    }
-    fn read_head(&self, file: &File, max: usize) -> io::Result<Vec<u8>> {
-        RealFs.read_head(file, max)
-    }
-    fn lstat(&self, path: &Path) -> io::Result<Meta> {
-        RealFs.lstat(path)
-    }
-    fn link(&self, src: &Path, dst: &Path) -> io::Result<()> {
-        RealFs.link(src, dst)
-    }
-    fn rename(&self, src: &Path, dst: &Path) -> io::Result<()> {
-        RealFs.rename(src, dst)
-    }
-    fn unlink(&self, path: &Path) -> io::Result<()> {
-        RealFs.unlink(path)
-    }
-    fn is_remote(&self, dir: &Path) -> io::Result<bool> {
-        RealFs.is_remote(dir)
-    }
+impl Layer for Seam {
     fn process(&self, _pid: u32) -> ProcState {
         ProcState::Running {
             start: Some(self.start),
         }
-    }
-    fn wait(&self, waiter: &mut Waiter, timeout: Duration) {
-        RealFs.wait(waiter, timeout)
     }
     fn host_identity(&self) -> HostIdentity {
         HostIdentity {
@@ -136,7 +94,7 @@ impl Fs for Seam {
 fn builder_asks_the_seam() {
     let (_dir, path) = lock_path();
     let lock = Lock::builder(&path)
-        .filesystem(Arc::new(Seam { start: 4242 }))
+        .filesystem(Arc::new(Layered(Seam { start: 4242 })))
         .owner_pid(1)
         .build()
         .unwrap();
@@ -147,7 +105,7 @@ fn builder_asks_the_seam() {
         "{random}"
     );
     let own = Lock::builder(&path)
-        .filesystem(Arc::new(Seam { start: 4242 }))
+        .filesystem(Arc::new(Layered(Seam { start: 4242 })))
         .build()
         .unwrap();
     let name = own.claimfile().to_string_lossy().into_owned();

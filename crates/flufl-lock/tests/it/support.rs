@@ -195,3 +195,123 @@ impl Fs for FaultyFs {
         RealFs.wait(waiter, timeout)
     }
 }
+
+/// A filesystem seam over [`RealFs`] that changes only what a test overrides: implement the
+/// methods you need; every other call goes to the real filesystem. Wrapped in [`Layered`]
+/// to be a [`Fs`]. (Used by the POSIX-only seam tests.)
+#[cfg(unix)]
+pub trait Layer: Send + Sync + std::fmt::Debug {
+    fn create_new(&self, path: &Path) -> io::Result<File> {
+        RealFs.create_new(path)
+    }
+    fn write_all(&self, file: &File, data: &[u8]) -> io::Result<()> {
+        RealFs.write_all(file, data)
+    }
+    fn fstat(&self, file: &File) -> io::Result<Meta> {
+        RealFs.fstat(file)
+    }
+    fn set_times(&self, file: &File, time: SystemTime) -> io::Result<()> {
+        RealFs.set_times(file, time)
+    }
+    fn set_path_times(&self, path: &Path, time: SystemTime) -> io::Result<()> {
+        RealFs.set_path_times(path, time)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<File> {
+        RealFs.open_read(path)
+    }
+    fn read_head(&self, file: &File, max: usize) -> io::Result<Vec<u8>> {
+        RealFs.read_head(file, max)
+    }
+    fn lstat(&self, path: &Path) -> io::Result<Meta> {
+        RealFs.lstat(path)
+    }
+    fn link(&self, src: &Path, dst: &Path) -> io::Result<()> {
+        RealFs.link(src, dst)
+    }
+    fn rename(&self, src: &Path, dst: &Path) -> io::Result<()> {
+        RealFs.rename(src, dst)
+    }
+    fn unlink(&self, path: &Path) -> io::Result<()> {
+        RealFs.unlink(path)
+    }
+    fn is_remote(&self, dir: &Path) -> io::Result<bool> {
+        RealFs.is_remote(dir)
+    }
+    fn process(&self, pid: u32) -> ProcState {
+        RealFs.process(pid)
+    }
+    fn wait(&self, waiter: &mut Waiter, timeout: Duration) {
+        RealFs.wait(waiter, timeout)
+    }
+    fn boot_clock(&self) -> Duration {
+        RealFs.boot_clock()
+    }
+    fn host_identity(&self) -> flufl_lock::sys::HostIdentity {
+        RealFs.host_identity()
+    }
+}
+
+/// A [`Layer`] as a [`Fs`]; derefs to the layer, for its knobs.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct Layered<L>(pub L);
+
+#[cfg(unix)]
+impl<L> std::ops::Deref for Layered<L> {
+    type Target = L;
+    fn deref(&self) -> &L {
+        &self.0
+    }
+}
+
+#[cfg(unix)]
+impl<L: Layer> Fs for Layered<L> {
+    fn create_new(&self, path: &Path) -> io::Result<File> {
+        self.0.create_new(path)
+    }
+    fn write_all(&self, file: &File, data: &[u8]) -> io::Result<()> {
+        self.0.write_all(file, data)
+    }
+    fn fstat(&self, file: &File) -> io::Result<Meta> {
+        self.0.fstat(file)
+    }
+    fn set_times(&self, file: &File, time: SystemTime) -> io::Result<()> {
+        self.0.set_times(file, time)
+    }
+    fn set_path_times(&self, path: &Path, time: SystemTime) -> io::Result<()> {
+        self.0.set_path_times(path, time)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<File> {
+        self.0.open_read(path)
+    }
+    fn read_head(&self, file: &File, max: usize) -> io::Result<Vec<u8>> {
+        self.0.read_head(file, max)
+    }
+    fn lstat(&self, path: &Path) -> io::Result<Meta> {
+        self.0.lstat(path)
+    }
+    fn link(&self, src: &Path, dst: &Path) -> io::Result<()> {
+        self.0.link(src, dst)
+    }
+    fn rename(&self, src: &Path, dst: &Path) -> io::Result<()> {
+        self.0.rename(src, dst)
+    }
+    fn unlink(&self, path: &Path) -> io::Result<()> {
+        self.0.unlink(path)
+    }
+    fn is_remote(&self, dir: &Path) -> io::Result<bool> {
+        self.0.is_remote(dir)
+    }
+    fn process(&self, pid: u32) -> ProcState {
+        self.0.process(pid)
+    }
+    fn wait(&self, waiter: &mut Waiter, timeout: Duration) {
+        self.0.wait(waiter, timeout)
+    }
+    fn boot_clock(&self) -> Duration {
+        self.0.boot_clock()
+    }
+    fn host_identity(&self) -> flufl_lock::sys::HostIdentity {
+        self.0.host_identity()
+    }
+}
