@@ -234,19 +234,34 @@ fn slow_setattr_holder_believes_the_file() {
         "the file says {left:?} left"
     );
     // Work until the file says 0.7 s are left (at once if it already says less).
-    std::thread::sleep(left.saturating_sub(Duration::from_millis(700)));
+    unlock_when_file_says(&holder, &fs, &path, Duration::from_millis(700), margin);
+}
+
+/// Works until the holder's lock file says `left` is left (at once if it says less), then
+/// unlocks: the unlock must go under the break marker (the call log shows a link to
+/// `<lock>.break`), release the lock and leave no marker behind.
+fn unlock_when_file_says(
+    holder: &Lock,
+    fs: &Staged,
+    path: &Path,
+    left: Duration,
+    margin: Duration,
+) {
+    let now = holder.expires_in().unwrap().expect("a lock file");
+    std::thread::sleep(now.saturating_sub(left));
     let left = holder.expires_in().unwrap().expect("a lock file");
     let before = fs.calls().len();
     let r = holder.unlock();
     let unlocking = fs.calls()[before..].to_vec();
     assert!(
         links_marker(&unlocking),
-        "unlock with {left:?} left by the file took the marker-free fast path: {unlocking:?}"
+        "unlock with {left:?} left by the file (clock margin {margin:?}) took the \
+         marker-free fast path: {unlocking:?}"
     );
     r.unwrap();
     assert!(!path.exists(), "the lock was not released");
     assert!(
-        !marker_of(&path).exists(),
+        !marker_of(path).exists(),
         "the break marker was left behind"
     );
 }
@@ -268,18 +283,7 @@ fn slow_setattr_deadline_is_the_files() {
         "the file says {left:?} left after a 0.8 s stall of a 4 s lock"
     );
     // Work until the file says 1.6 s are left.
-    std::thread::sleep(left.saturating_sub(Duration::from_millis(1600)));
-    let left = holder.expires_in().unwrap().expect("a lock file");
-    let before = fs.calls().len();
-    let r = holder.unlock();
-    let unlocking = fs.calls()[before..].to_vec();
-    assert!(
-        links_marker(&unlocking),
-        "unlock with {left:?} left by the file (clock margin {margin:?}) took the \
-         marker-free fast path: {unlocking:?}"
-    );
-    r.unwrap();
-    assert!(!path.exists(), "the lock was not released");
+    unlock_when_file_says(&holder, &fs, &path, Duration::from_millis(1600), margin);
 }
 
 /// B: a breaker judged lock X expired and is about to take the break marker; meanwhile X's
