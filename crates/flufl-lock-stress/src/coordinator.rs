@@ -12,6 +12,14 @@
 //! Only pure waiters stay stopped, for up to `--stop-max-ms` (longer than the lifetime by
 //! default). Stopping a *holder* for longer than the lifetime would let its lease expire,
 //! which is the documented limit of any lease, not a fault.
+//!
+//! Places: by default the lock and the counter are in `--dir` beside the log. With
+//! `--shared DIR,DIR...` they are in those directories instead (the mounts of one shared file
+//! system, e.g. two NFS clients), worker `i` using directory `i mod n`, started under the
+//! matching `--wrap` command prefix (e.g. one that gives it another host name). The log and the
+//! stop file stay in `--dir`, on a local file system, so that the log is one true order of
+//! events; `--server-dir` names the shared directory as the file server sees it, where the
+//! counter, the lock and its marker are read and left-over files are looked for.
 
 use crate::check::{check, Findings};
 use crate::util::{self, append, open_append, Args};
@@ -23,15 +31,35 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Where a worker takes the lock: a directory of the shared file system as the worker sees
+/// it, and the command prefix that starts the worker (empty: none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The directory holding the lock and the counter, as the worker sees it.
+    pub dir: PathBuf,
+    /// Words put before the worker's command line (e.g. `onhost.sh host-a`).
+    pub wrap: Vec<String>,
+}
 
 /// The run's parameters.
 #[derive(Debug, Clone)]
 pub struct Params {
-    /// Working directory: lock, log, counter, stop file.
+    /// Working directory: log and stop file (and lock and counter unless `places` says
+    /// otherwise).
     pub dir: PathBuf,
+    /// Where the workers take the lock and update the counter; worker `i` uses place
+    /// `i mod places.len()`. Default: `dir`, no wrapper.
+    pub places: Vec<Place>,
+    /// The shared directory as read directly (an NFS server's export): the counter, the lock
+    /// file and the break marker are read here, and left-over files looked for. Default: the
+    /// first place's directory.
+    pub server_dir: PathBuf,
+    /// How long a worker waits for the lock before it fails.
+    pub wait_limit: Duration,
     /// Worker processes alive at any time.
     pub workers: usize,
     /// Stop once this many acquisitions are logged.
@@ -71,8 +99,16 @@ impl Params {
     /// From `flufl-lock-stress coordinator` arguments.
     pub fn from_args(a: &Args) -> Result<Params, String> {
         let lifetime_ms: u64 = a.get("lifetime-ms", 1500)?;
+        let dir: PathBuf = a.req("dir")?;
+        let places = places(&dir, a.opt("shared"), a.opt("wrap"))?;
+        let server_dir = a
+            .opt("server-dir")
+            .map_or_else(|| places[0].dir.clone(), PathBuf::from);
         Ok(Params {
-            dir: a.req("dir")?,
+            dir,
+            places,
+            server_dir,
+            wait_limit: Duration::from_millis(a.get("wait-limit-ms", 20_000)?),
             workers: a.get("workers", 8)?,
             acquisitions: a.get("acquisitions", 2000)?,
             lifetime: Duration::from_millis(lifetime_ms),
@@ -93,6 +129,41 @@ impl Params {
     }
 }
 
+/// The places of `--shared DIR,DIR...` and `--wrap PREFIX,PREFIX...` (words split on
+/// whitespace; as many prefixes as directories, or none); `dir` alone without them.
+fn places(dir: &Path, shared: Option<&str>, wrap: Option<&str>) -> Result<Vec<Place>, String> {
+    let dirs: Vec<PathBuf> = match shared {
+        Some(s) => s
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        None => vec![dir.to_path_buf()],
+    };
+    if dirs.is_empty() {
+        return Err("--shared names no directory".to_string());
+    }
+    let wraps: Vec<Vec<String>> = match wrap {
+        Some(w) => w
+            .split(',')
+            .map(|p| p.split_whitespace().map(String::from).collect())
+            .collect(),
+        None => vec![Vec::new(); dirs.len()],
+    };
+    if wraps.len() != dirs.len() {
+        return Err(format!(
+            "--wrap has {} command prefixes for {} --shared directories",
+            wraps.len(),
+            dirs.len()
+        ));
+    }
+    Ok(dirs
+        .into_iter()
+        .zip(wraps)
+        .map(|(dir, wrap)| Place { dir, wrap })
+        .collect())
+}
+
 /// The outcome of a run.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -110,7 +181,8 @@ pub struct Report {
     pub stops_aborted: u64,
     /// The longest stop, ms.
     pub longest_stop_ms: u64,
-    /// Files left in the directory other than the log, counter and stop file.
+    /// Files left in the directory (and in the server's directory) other than the log,
+    /// counter and stop file; those in the server's directory with their path.
     pub leftovers: Vec<String>,
     /// Failures of the run itself (stuck, timeouts, workers that died on their own).
     pub problems: Vec<String>,
@@ -193,6 +265,11 @@ impl Report {
             seed: p.seed,
             workers: p.workers,
             lifetime_ms: p.lifetime.as_millis() as u64,
+            lock_dirs: p
+                .places
+                .iter()
+                .map(|pl| pl.dir.display().to_string())
+                .collect(),
             elapsed_s: round(self.elapsed.as_secs_f64(), 2),
             acquisitions: f.acquisitions,
             completed_sections: f.completed,
@@ -230,6 +307,7 @@ impl Report {
         let violations = self.violations(p);
         let mut s = format!(
             "flufl-lock stress: {} workers, lifetime {:?}, seed {}, {:.1} s\n\
+             lock in {}\n\
              acquisitions {} (completed sections {}, counter {})\n\
              kills {} (inside a critical section {}, after the counter write {}, aborted {}), workers spawned {}\n\
              stops of waiters {} (aborted {}, longest {} ms)\n\
@@ -241,6 +319,11 @@ impl Report {
             p.lifetime,
             p.seed,
             self.elapsed.as_secs_f64(),
+            p.places
+                .iter()
+                .map(|pl| pl.dir.join(LOCK_NAME).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             f.acquisitions,
             f.completed,
             self.counter,
@@ -283,6 +366,7 @@ struct JsonReport<'a> {
     seed: u64,
     workers: usize,
     lifetime_ms: u64,
+    lock_dirs: Vec<String>,
     elapsed_s: f64,
     acquisitions: u64,
     completed_sections: u64,
@@ -396,12 +480,17 @@ impl Tail {
     }
 }
 
+/// The lock file's name in each place (and in the server's directory).
+pub const LOCK_NAME: &str = "stress.lck";
+/// The counter's name beside it.
+pub const COUNTER_NAME: &str = "counter";
+
 struct Run<'a> {
     p: &'a Params,
-    lock: PathBuf,
     log_path: PathBuf,
-    counter: PathBuf,
     stop: PathBuf,
+    /// The lock file and its break marker as the server's directory shows them.
+    lock: PathBuf,
     marker: PathBuf,
     log: File,
     rng: Rng,
@@ -414,20 +503,34 @@ impl Run<'_> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let seed = self.rng.next_u64();
         let inst = format!("{id}.{gen}");
-        let child = Command::new(exe)
+        let place = &self.p.places[id % self.p.places.len()];
+        let mut cmd = match place.wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        // A wrapper must end by exec'ing the worker, so that the child's pid is the worker's.
+        let child = cmd
             .arg("worker")
             .arg("--lock")
-            .arg(&self.lock)
+            .arg(place.dir.join(LOCK_NAME))
             .arg("--log")
             .arg(&self.log_path)
             .arg("--counter")
-            .arg(&self.counter)
+            .arg(place.dir.join(COUNTER_NAME))
             .arg("--stop")
             .arg(&self.stop)
             .args(["--inst", &inst])
             .args(["--lifetime-ms", &self.p.lifetime.as_millis().to_string()])
             .args(["--hold-max-ms", &self.p.hold_max_ms.to_string()])
             .args(["--think-max-ms", &self.p.think_max_ms.to_string()])
+            .args([
+                "--wait-limit-ms",
+                &self.p.wait_limit.as_millis().to_string(),
+            ])
             .args(["--seed", &seed.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -646,7 +749,7 @@ impl Run<'_> {
         }
         // One more acquisition, by the coordinator: the lock must not be wedged, whatever
         // the last kill left.
-        let lock = Lock::builder(&self.lock)
+        let lock = Lock::builder(self.p.places[0].dir.join(LOCK_NAME))
             .lifetime(self.p.lifetime)
             .build()
             .map_err(|e| e.to_string())?;
@@ -663,9 +766,11 @@ impl Run<'_> {
 pub fn run(p: &Params) -> Result<Report, String> {
     let started = Instant::now();
     std::fs::create_dir_all(&p.dir).map_err(|e| format!("create {}: {e}", p.dir.display()))?;
-    let lock = p.dir.join("stress.lck");
+    let shared = &p.places[0].dir;
+    std::fs::create_dir_all(shared).map_err(|e| format!("create {}: {e}", shared.display()))?;
+    let lock = p.server_dir.join(LOCK_NAME);
     let log_path = p.dir.join("log");
-    let counter = p.dir.join("counter");
+    let counter = shared.join(COUNTER_NAME);
     let stop = p.dir.join("stop");
     let mut marker = lock.clone().into_os_string();
     marker.push(".break");
@@ -674,6 +779,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
     }
     let c = File::create(&counter).map_err(|e| e.to_string())?;
     write_counter(&c, 0).map_err(|e| e.to_string())?;
+    drop(c);
     let log = open_append(&log_path).map_err(|e| e.to_string())?;
     let mut tail = Tail {
         file: File::open(&log_path).map_err(|e| e.to_string())?,
@@ -681,10 +787,9 @@ pub fn run(p: &Params) -> Result<Report, String> {
     };
     let mut run = Run {
         p,
-        lock,
         log_path,
-        counter,
         stop,
+        lock,
         marker: PathBuf::from(marker),
         log,
         rng: Rng::new(p.seed),
@@ -708,13 +813,32 @@ pub fn run(p: &Params) -> Result<Report, String> {
         run.report.problems.push(e);
     }
     let log = std::fs::read_to_string(&run.log_path).map_err(|e| e.to_string())?;
-    let counter = std::fs::read_to_string(&run.counter).map_err(|e| e.to_string())?;
+    let server_counter = p.server_dir.join(COUNTER_NAME);
+    let counter = std::fs::read_to_string(&server_counter)
+        .map_err(|e| format!("read {}: {e}", server_counter.display()))?;
     run.report.counter = counter
         .trim()
         .parse()
-        .map_err(|_| "bad counter".to_string())?;
+        .map_err(|_| format!("bad counter {counter:?}"))?;
     run.report.findings = check(&log, run.report.counter);
-    run.report.leftovers = leftovers(&p.dir, &["log", "counter", "stop"]).unwrap_or_default();
+    // Everything but the log, counter and stop file is a leftover: claims, markers, pins.
+    // The places are views of the server's directory: it is listed once.
+    let mut left = Vec::new();
+    let mut dirs = vec![&p.dir, &p.server_dir];
+    dirs.dedup();
+    for d in dirs {
+        match leftovers(d, &["log", COUNTER_NAME, "stop"]) {
+            Ok(names) if d == &p.dir => left.extend(names),
+            Ok(names) => left.extend(names.into_iter().map(|n| d.join(n).display().to_string())),
+            Err(e) => run
+                .report
+                .problems
+                .push(format!("cannot list {}: {e}", d.display())),
+        }
+    }
+    left.sort();
+    left.dedup();
+    run.report.leftovers = left;
     run.report.elapsed = started.elapsed();
     Ok(run.report)
 }
@@ -730,4 +854,56 @@ pub fn main(args: &Args) -> Result<(i32, String), String> {
     }
     let code = i32::from(!report.violations(&p).is_empty());
     Ok((code, report.summary(&p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--shared` and `--wrap` pair up; without them the lock is in `--dir`; a count
+    /// mismatch is refused.
+    #[test]
+    fn places_from_options() {
+        let dir = Path::new("/tmp/run");
+        assert_eq!(
+            places(dir, None, None).unwrap(),
+            vec![Place {
+                dir: dir.to_path_buf(),
+                wrap: vec![]
+            }]
+        );
+        let p = places(
+            dir,
+            Some("/m/A/x,/m/B/x"),
+            Some("onhost.sh host-a, onhost.sh  host-b"),
+        )
+        .unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[1].dir, PathBuf::from("/m/B/x"));
+        assert_eq!(p[0].wrap, ["onhost.sh", "host-a"]);
+        assert_eq!(p[1].wrap, ["onhost.sh", "host-b"]);
+        let p = places(dir, Some("/m/A/x,/m/B/x"), None).unwrap();
+        assert!(p.iter().all(|pl| pl.wrap.is_empty()));
+        assert!(places(dir, Some("/m/A/x,/m/B/x"), Some("w")).is_err());
+        assert!(places(dir, Some(","), None).is_err());
+        let a = Args::parse(
+            [
+                "--dir",
+                "/tmp/run",
+                "--shared",
+                "/m/A/x,/m/B/x",
+                "--server-dir",
+                "/srv/x",
+            ]
+            .map(String::from),
+            &[],
+        )
+        .unwrap();
+        let p = Params::from_args(&a).unwrap();
+        assert_eq!(p.server_dir, PathBuf::from("/srv/x"));
+        assert_eq!(p.wait_limit, Duration::from_secs(20));
+        let a = Args::parse(["--dir", "/tmp/run"].map(String::from), &[]).unwrap();
+        let p = Params::from_args(&a).unwrap();
+        assert_eq!((p.server_dir.as_path(), p.places.len()), (dir, 1));
+    }
 }

@@ -5,13 +5,20 @@
 //!     [--lifetime-ms 1500] [--kill-chance 0.03] [--stop-every-ms 150]
 //!     [--stop-min-ms 20] [--stop-max-ms 2*lifetime] [--max-stopped 2] [--margin-ms 1000]
 //!     [--hold-max-ms 3] [--think-max-ms 2] [--max-seconds 150] [--min-kills 1]
-//!     [--min-stops 1] [--seed N] [--json PATH]
+//!     [--min-stops 1] [--seed N] [--json PATH] [--wait-limit-ms 20000]
+//!     [--shared DIR,DIR... [--wrap PREFIX,PREFIX...] [--server-dir DIR]]
 //! flufl-lock-stress worker ...        (started by the coordinator)
 //! flufl-lock-stress hold --lock P [--lifetime-ms L] [--hold-ms H] [--die] [--nondumpable]
 //!     [--exit-main-thread] [--tag T]
 //! flufl-lock-stress acquire --lock P [--lifetime-ms L] [--timeout-ms T]
 //!     [--wait-for-lock-ms W] [--report-holder] [--try-break] [--tag T]
 //! ```
+//!
+//! `--shared` puts the lock and counter in other directories (the mounts of one shared file
+//! system; worker `i` uses the `i mod n`th, started under the `i mod n`th `--wrap` command
+//! prefix, words split on whitespace, which must exec the worker); the log and stop file stay
+//! in `--dir`. `--server-dir` is that shared directory as the server sees it, where the
+//! counter, lock and marker are read and leftovers looked for (default: the first `--shared`).
 //!
 //! The coordinator exits 0 when every check passed and 1 when one failed; 2 is a usage or
 //! set-up error.
