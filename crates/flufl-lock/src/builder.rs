@@ -466,7 +466,7 @@ impl LockBuilder {
             }),
             _ => None,
         };
-        let random = claim::random_field(random_u64(), origin.as_ref());
+        let random = claim::random_field(self.fs.random(), origin.as_ref());
         let claimfile = claim::claim_path(&lockfile, self.separator, &hostname, pid, &random);
         Ok(Inner {
             claim_bytes: claim::path_to_bytes(&claimfile),

@@ -1,6 +1,5 @@
 //! Waiting: the backoff between attempts.
 
-use crate::builder::random_u64;
 use std::time::Duration;
 
 /// An exponential backoff with jitter.
@@ -29,12 +28,12 @@ impl Backoff {
         self.next = self.min;
     }
 
-    /// The next pause: ×1.5 each time up to the cap, with ±20 % jitter so that waiters
-    /// woken together spread out.
-    pub(crate) fn step(&mut self) -> Duration {
+    /// The next pause: ×1.5 each time up to the cap, with ±20 % jitter (from `random`) so
+    /// that waiters woken together spread out.
+    pub(crate) fn step(&mut self, random: u64) -> Duration {
         let base = self.next;
         self.next = scaled(base, 1.5, self.max);
-        let j = (random_u64() % 401) as f64 / 1000.0 + 0.8;
+        let j = (random % 401) as f64 / 1000.0 + 0.8;
         scaled(base, j, self.max)
     }
 }
@@ -48,13 +47,13 @@ mod tests {
     #[test]
     fn backoff_grows_to_the_cap_and_saturates() {
         let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(100));
-        let first = b.step();
+        let first = b.step(crate::builder::random_u64());
         assert!(first >= Duration::from_millis(8) && first <= Duration::from_millis(12));
         for _ in 0..20 {
-            assert!(b.step() <= Duration::from_millis(100));
+            assert!(b.step(crate::builder::random_u64()) <= Duration::from_millis(100));
         }
         let mut huge = Backoff::new(Duration::MAX, Duration::MAX);
-        assert!(huge.step() > Duration::from_secs(1 << 40));
-        assert!(huge.step() > Duration::from_secs(1 << 40));
+        assert!(huge.step(u64::MAX) > Duration::from_secs(1 << 40));
+        assert!(huge.step(u64::MAX) > Duration::from_secs(1 << 40));
     }
 }

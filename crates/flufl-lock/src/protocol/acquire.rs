@@ -50,7 +50,7 @@ impl Inner {
                 // Sleep without the state lock: queries from other threads answer at once.
                 Ok(Next::Wait(pause)) => match a.waiter.as_mut() {
                     Some(w) => self.fs.wait(w, pause),
-                    None => std::thread::sleep(pause),
+                    None => self.fs.sleep(pause),
                 },
                 Err(e) => break Err(e),
             }
@@ -65,7 +65,7 @@ impl Inner {
         timeout: Option<Duration>,
         notify: bool,
     ) -> Result<Acquisition> {
-        let start = Instant::now();
+        let start = self.fs.monotonic();
         let mut st = self.begin_op();
         if st.held {
             return Err(Error::already_locked(&self.lockfile));
@@ -220,16 +220,16 @@ impl Inner {
                 // moment before calling it an error.
                 let since = match st.malformed {
                     Some((id, t)) if id == meta.id => t,
-                    _ => Instant::now(),
+                    _ => self.fs.monotonic(),
                 };
                 st.malformed = Some((meta.id, since));
-                if since.elapsed() >= MALFORMED_GRACE {
+                if self.fs.monotonic().saturating_duration_since(since) >= MALFORMED_GRACE {
                     return Err(malformed_error(&self.lockfile, &meta));
                 }
-                if a.deadline.is_some_and(|d| Instant::now() >= d) {
+                if a.deadline.is_some_and(|d| self.fs.monotonic() >= d) {
                     return Err(Error::timed_out_rewriting(
                         &self.lockfile,
-                        a.start.elapsed(),
+                        self.fs.monotonic().saturating_duration_since(a.start),
                     ));
                 }
                 Ok(Err(Next::Wait(Duration::from_millis(5))))
@@ -265,7 +265,7 @@ impl Inner {
         holder: &Claim,
         j: &Judgement,
     ) -> Result<Next> {
-        let now = Instant::now();
+        let now = self.fs.monotonic();
         if a.deadline.is_some_and(|d| now >= d) {
             return Err(Error::timed_out_waiting(
                 &self.lockfile,
@@ -299,7 +299,7 @@ impl Inner {
             let dir = self.lockfile.parent().unwrap_or(Path::new("/"));
             let notify = matches!(self.fs.is_remote(dir), Ok(false));
             // Watch first, then try again at once, so a release in between is not missed.
-            a.waiter = Some(Waiter::new(&self.lockfile, notify));
+            a.waiter = Some(self.fs.waiter(&self.lockfile, notify));
             return Ok(Next::Again);
         }
         if let Some(w) = a.waiter.as_mut() {
@@ -309,7 +309,10 @@ impl Inner {
                 None
             });
         }
-        let mut pause = a.backoff.step().min(j.left + Duration::from_millis(1));
+        let mut pause = a
+            .backoff
+            .step(self.fs.random())
+            .min(j.left + Duration::from_millis(1));
         if let Some(d) = a.deadline {
             pause = pause.min(d.saturating_duration_since(now));
         }

@@ -36,7 +36,7 @@ impl Inner {
                 if after != before || after.is_none() {
                     return Ok(BreakOutcome::Broken(holder.details));
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                self.fs.sleep(Duration::from_millis(20));
             }
             Err(Error::marker_busy(
                 &self.marker,
@@ -63,7 +63,7 @@ impl Inner {
         match self.call_removal(|| self.fs.rename(path, &self.taken)) {
             Ok(()) => {}
             // Gone, or a lost NFS reply to a RENAME that was done: look at the private name.
-            Err(e) if is_not_found(&e) && self.fs.lstat(&self.taken).is_ok() => {}
+            Err(e) if is_not_found(&e) && self.call(|| self.fs.lstat(&self.taken)).is_ok() => {}
             Err(e) if is_not_found(&e) => return Ok(false),
             Err(e) => return Err(Error::io("rename away", path, e)),
         }
@@ -123,7 +123,7 @@ impl Inner {
         // Taking the marker linked our claim, so the server stamped its change time then: a
         // fresh reading of the server's clock. Judged on the lesser of it and our estimate,
         // an estimate that ran ahead (the server's clock stepped back) breaks nothing early.
-        let marker = match self.fs.lstat(&self.marker) {
+        let marker = match self.call(|| self.fs.lstat(&self.marker)) {
             Ok(m) if st.claim.is_some_and(|c| c.id == m.id) => m,
             _ => return Ok(false), // displaced: leave it to the marker's new holder
         };
@@ -160,7 +160,7 @@ impl Inner {
         // Still our marker, untouched since we took it? A stale-marker remover elsewhere may
         // have displaced it, even put it back after another breaker acted: either changes
         // its change time (rename and link do), and our judgement may then be stale.
-        if !matches!(self.fs.lstat(&self.marker),
+        if !matches!(self.call(|| self.fs.lstat(&self.marker)),
             Ok(m) if m.id == marker.id && m.changed == marker.changed && m.nlink == marker.nlink)
         {
             return Ok(false);
@@ -195,7 +195,8 @@ impl Inner {
             return;
         }
         let path = dir.join(name);
-        if matches!(self.fs.lstat(&path), Ok(m) if m.id == id && m.kind == FileKind::Regular) {
+        if matches!(self.call(|| self.fs.lstat(&path)), Ok(m) if m.id == id && m.kind == FileKind::Regular)
+        {
             if let Err(e) = self.call_removal(|| self.fs.unlink(&path)) {
                 log::warn!(
                     "failed to remove broken holder's claim file {}: {e}",

@@ -18,7 +18,7 @@ impl Inner {
     /// most the marker's lifetime and a second. `Ok(false)`: our claim file is gone.
     pub(crate) fn take_marker_patiently(&self, st: &State, purpose: &str) -> Result<bool> {
         let give_up = later(
-            Instant::now(),
+            self.fs.monotonic(),
             self.cfg
                 .marker_lifetime
                 .saturating_add(Duration::from_secs(1)),
@@ -28,8 +28,8 @@ impl Inner {
             match self.take_marker(st)? {
                 Marker::Taken => return Ok(true),
                 Marker::NoClaim => return Ok(false),
-                Marker::Busy if Instant::now() < give_up => {
-                    std::thread::sleep(pause);
+                Marker::Busy if self.fs.monotonic() < give_up => {
+                    self.fs.sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
                 Marker::Busy => return Err(Error::marker_busy(&self.marker, purpose)),
@@ -122,7 +122,7 @@ impl Inner {
     }
 
     pub(crate) fn marker_is_ours(&self, st: &State) -> bool {
-        matches!(self.fs.lstat(&self.marker), Ok(m) if st.claim.is_some_and(|c| c.id == m.id))
+        matches!(self.call(|| self.fs.lstat(&self.marker)), Ok(m) if st.claim.is_some_and(|c| c.id == m.id))
     }
 
     pub(crate) fn release_marker(&self, st: &State) {
@@ -132,9 +132,9 @@ impl Inner {
     /// Releases the marker taken with `claim`.
     pub(crate) fn release_marker_of(&self, claim: Option<ClaimState>) {
         // Under the marker protocol no one else removes a fresh marker; check anyway.
-        match self.fs.lstat(&self.marker) {
+        match self.call(|| self.fs.lstat(&self.marker)) {
             Ok(m) if claim.is_some_and(|c| c.id == m.id) => {
-                if let Err(e) = self.call_removal(|| self.fs.unlink(&self.marker)) {
+                if let Err(e) = self.unlink_ours(&self.marker, m.id, || true) {
                     log::warn!(
                         "failed to remove break marker {}: {e}",
                         self.marker.display()

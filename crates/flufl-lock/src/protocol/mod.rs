@@ -237,7 +237,7 @@ impl Inner {
                         && retries < self.cfg.max_retries =>
                 {
                     retries += 1;
-                    std::thread::sleep(Duration::from_millis(1 << retries.min(3)));
+                    self.fs.sleep(Duration::from_millis(1 << retries.min(3)));
                 }
                 r => return r,
             }
@@ -439,11 +439,39 @@ impl Inner {
     }
 
     pub(crate) fn remove_claim(&self, st: &mut State) -> Result<()> {
-        st.claim = None;
-        match self.call(|| self.fs.unlink(&self.claimfile)) {
+        let removed = match st.claim.take() {
+            Some(c) => self.unlink_ours(&self.claimfile, c.id, || true),
+            None => self.call(|| self.fs.unlink(&self.claimfile)),
+        };
+        match removed {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(Error::io("remove claim file", &self.claimfile, e)),
+        }
+    }
+
+    /// Removes `path`, the file `id`, ours to remove. A removal that failed with an error
+    /// that does not say whether the server made it (`ESTALE`; `ENOENT` where a reply was
+    /// lost) is settled by looking: while `path` is still that file and `may_retry` allows,
+    /// the removal is made again (at most `max_retries` times). `Ok` once it is gone.
+    pub(crate) fn unlink_ours(
+        &self,
+        path: &Path,
+        id: FileId,
+        may_retry: impl Fn() -> bool,
+    ) -> io::Result<()> {
+        let mut again = 0;
+        loop {
+            match self.call_removal(|| self.fs.unlink(path)) {
+                Err(e) if is_not_found(&e) => match self.call(|| self.fs.lstat(path)) {
+                    Ok(m) if m.id == id && again < self.cfg.max_retries && may_retry() => {
+                        again += 1;
+                    }
+                    Ok(m) if m.id == id => return Err(e),
+                    _ => return Ok(()),
+                },
+                r => return r,
+            }
         }
     }
 

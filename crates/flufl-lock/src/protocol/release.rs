@@ -50,7 +50,8 @@ impl Inner {
             match self.call(|| self.fs.lstat(&self.lockfile)) {
                 // (Unless the check itself was slow enough to bring the deadline near.)
                 Ok(m) if m.id == c.id && self.near_expiry(&st) => self.release_near_expiry(&mut st),
-                Ok(m) if m.id == c.id => self.unlink_lock(),
+                // Retried (after an ESTALE that left it) only while no breaker may act.
+                Ok(m) if m.id == c.id => self.unlink_lock(c.id, || !self.near_expiry(&st)),
                 Ok(_) => Err(self.lost("unlock")),
                 Err(e) if is_not_found(&e) => Err(self.lost("unlock")),
                 Err(e) => Err(Error::io("stat lock file", &self.lockfile, e)),
@@ -66,14 +67,12 @@ impl Inner {
         }
     }
 
-    /// Removes the lock file, which we have just confirmed is ours.
-    pub(crate) fn unlink_lock(&self) -> Result<()> {
-        match self.call_removal(|| self.fs.unlink(&self.lockfile)) {
-            Ok(()) => Ok(()),
-            // Confirmed ours an instant ago: a lost NFS reply to a REMOVE that was done.
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(Error::io("remove lock file", &self.lockfile, e)),
-        }
+    /// Removes the lock file, which we have just confirmed is ours (the inode `id`).
+    /// `may_retry`: whether a removal that did not happen may be made again (no breaker
+    /// may act on our lock meanwhile).
+    pub(crate) fn unlink_lock(&self, id: FileId, may_retry: impl Fn() -> bool) -> Result<()> {
+        self.unlink_ours(&self.lockfile, id, may_retry)
+            .map_err(|e| Error::io("remove lock file", &self.lockfile, e))
     }
 
     /// An unlock near or after expiry: serialised with breakers by the marker, so that
@@ -88,7 +87,9 @@ impl Inner {
             if !self.marker_is_ours(st) {
                 return Err(Error::marker_displaced(&self.marker, &self.lockfile));
             }
-            self.unlink_lock()
+            // Under the marker: no breaker acts, a removal that did not happen is made again.
+            let id = st.claim.map(|c| c.id).ok_or_else(|| self.lost("unlock"))?;
+            self.unlink_lock(id, || true)
         })?;
         // `None`: a breaker removed our claim file, which was the lock: it is gone.
         released.ok_or_else(|| self.lost("unlock"))

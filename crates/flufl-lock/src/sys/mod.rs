@@ -10,7 +10,7 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 #[cfg_attr(unix, path = "unix/mod.rs")]
 #[cfg_attr(windows, path = "windows/mod.rs")]
@@ -146,6 +146,27 @@ pub trait Fs: Send + Sync + fmt::Debug {
     fn host_identity(&self) -> HostIdentity {
         imp::host_identity()
     }
+    /// The monotonic clock that timeouts run on (`Instant::now()`).
+    ///
+    /// This and the three methods below are seams for the deterministic simulation
+    /// (`crates/flufl-lock-sim`), which runs the algorithm on simulated time, randomness and
+    /// process handles; the real backend never overrides them.
+    fn monotonic(&self) -> Instant {
+        Instant::now()
+    }
+    /// Sleeps for `d` without a change notification (backoff between retries).
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d)
+    }
+    /// 64 random bits: a claim file name's unique field, the backoff's jitter.
+    fn random(&self) -> u64 {
+        crate::builder::random_u64()
+    }
+    /// A waiter on `lock` (absolute path) for [`Fs::wait`]; `notify` asks for change
+    /// notifications on its directory.
+    fn waiter(&self, lock: &Path, notify: bool) -> Waiter {
+        Waiter::new(lock, notify)
+    }
 }
 
 /// Whether the change time (`ctime`) that [`Fs::lstat`] reports is stamped by the file
@@ -158,6 +179,9 @@ pub const CHANGE_TIME_IS_SERVER_TIME: bool = cfg!(unix);
 #[derive(Debug, Default)]
 pub struct Waiter {
     pub(crate) inner: imp::WaiterImpl,
+    /// `Some`: a waiter that only records the process it is asked to watch
+    /// ([`Waiter::recording`]).
+    recorded: Option<Option<u32>>,
 }
 
 impl Waiter {
@@ -165,18 +189,34 @@ impl Waiter {
     pub fn new(lock: &Path, notify: bool) -> Waiter {
         Waiter {
             inner: imp::WaiterImpl::new(lock, notify),
+            recorded: None,
+        }
+    }
+
+    /// A waiter that opens nothing: it records the process it is asked to watch, for an
+    /// [`Fs`] that simulates waiting (its [`Fs::wait`] reads [`Waiter::watching`]).
+    pub fn recording() -> Waiter {
+        Waiter {
+            inner: imp::WaiterImpl::default(),
+            recorded: Some(None),
         }
     }
 
     /// Watch process `pid` (already proven to be the holder, on this host), so that
     /// [`Fs::wait`] returns when it exits. `None` stops watching.
     pub fn watch_process(&mut self, pid: Option<u32>) {
-        self.inner.watch_process(pid);
+        match &mut self.recorded {
+            Some(r) => *r = pid,
+            None => self.inner.watch_process(pid),
+        }
     }
 
     /// The process being watched, until it exits.
     pub fn watching(&self) -> Option<u32> {
-        self.inner.watching()
+        match self.recorded {
+            Some(r) => r,
+            None => self.inner.watching(),
+        }
     }
 }
 

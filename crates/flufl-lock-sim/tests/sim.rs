@@ -1,0 +1,1 @@
+//! The CI slice of the simulation (filled in below).
