@@ -69,7 +69,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 T0=$(now)
 
 log "building flufl-lock-stress (release) into $TARGET"
-(cd "$REPO" && CARGO_TARGET_DIR=$TARGET cargo build --release --locked -q -p flufl-lock-stress)
+(cd "$REPO" && CARGO_TARGET_DIR=$TARGET cargo build --release -q -p flufl-lock-stress)
 BIN=$TARGET/release/flufl-lock-stress
 log "commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" status --porcelain 2>/dev/null | grep -q . && echo ' (working tree modified)'); results in $OUT"
 
