@@ -636,6 +636,42 @@ pub fn scenarios() -> Vec<Scenario> {
             lifetime,
         },
         Scenario {
+            name: "step",
+            about: "a holder and a waiter on two hosts over NFS while the server's clock steps forward past the lease",
+            hosts: vec![host("a", 0), host("b", 0)],
+            procs: vec![ours(0, 1, 300 * MS, 0), ours(1, 1, hold, 0)],
+            cfg: cfg(false, vec![ServerAhead], 1, 3),
+            lifetime,
+        },
+        Scenario {
+            name: "marker",
+            about: "a crashed holder, two breakers; a breaker paused past the marker's lifetime while it holds the marker",
+            hosts: vec![host("a", 0), host("b", 0)],
+            procs: vec![ours(0, 1, 5 * SEC, 0), ours(1, 1, hold, 10 * MS), ours(1, 1, hold, 10 * MS)],
+            cfg: {
+                let mut c = cfg(false, vec![CrashAfter, Pause, Slow], 2, 2);
+                c.faults.pause = 6 * SEC;
+                c
+            },
+            lifetime,
+        },
+        Scenario {
+            name: "skew",
+            about: "one of our processes and a flufl.lock peer whose host's clock is 12 s ahead (past its 10 s slop)",
+            hosts: vec![host("a", 0), host("b", 12 * SEC as i64)],
+            procs: vec![
+                ours(0, 1, 500 * MS, 0),
+                ProcSpec {
+                    host: 1,
+                    program: Program::Flufl { rounds: 1, hold },
+                    start: 10 * MS,
+                    after: None,
+                },
+            ],
+            cfg: cfg(false, vec![], 0, 2),
+            lifetime,
+        },
+        Scenario {
             name: "liar",
             about: "self-test: a broken kernel that says a live holder is gone; the exploration must find two holders",
             hosts: vec![host("a", 0)],

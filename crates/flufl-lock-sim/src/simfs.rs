@@ -131,10 +131,12 @@ impl SimFs {
                 std::panic::resume_unwind(Box::new(self.world.crash(g, me)));
             }
             Some(Fault::Slow) => {
+                g.procs[me].late = g.reliance_left(me) <= u128::from(pause);
                 let until = g.now + pause;
                 g = self.block(g, until)?;
             }
             Some(Fault::Suspend) => {
+                g.procs[me].late = g.reliance_left(me) <= u128::from(pause);
                 g.hosts[host].suspended += pause;
                 let until = g.now + pause;
                 g = self.block(g, until)?;
@@ -156,6 +158,7 @@ impl SimFs {
             _ => {}
         }
         let r = effect(&mut g, me, fault);
+        g.procs[me].late = false;
         g.now += g.cfg.op_cost;
         g.note(me, || format!("{} -> {}", what(), brief(&r)));
         g.check_holders();

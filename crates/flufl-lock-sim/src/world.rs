@@ -237,6 +237,9 @@ pub(crate) struct Proc {
     pub(crate) holding: Option<usize>,
     /// The last claim file it created (the inode its lock is, once linked).
     pub(crate) last_claim: Option<usize>,
+    /// Its current call reaches the server later than what it relies on (its lease, or the
+    /// break marker it holds) lasts: the lease's limit, not the protocol's.
+    pub(crate) late: bool,
 }
 
 /// A simulated inode.
@@ -282,6 +285,11 @@ pub enum ViolationKind {
     Livelock,
     /// A panic in the library or the program.
     Panic,
+    /// A removal (or, after it, two holders) caused by a request that reached the server
+    /// after what its sender relied on ran out: a call delayed in flight (a slow NFS call,
+    /// a suspend) longer than the lease left, or than the break marker's lifetime. The
+    /// limit of any lease without fencing tokens (docs/protocol.md: Honest limits).
+    LeaseLimit,
     /// An operation failed where the scenario expects success.
     Failed,
 }
@@ -327,6 +335,8 @@ pub(crate) struct Ws {
     pub(crate) steps: u64,
     pub(crate) aborted: bool,
     pub(crate) violations: Vec<Violation>,
+    /// A `LeaseLimit` removal happened: two holders after it are its consequence.
+    pub(crate) limit_hit: bool,
     pub(crate) trace: Vec<String>,
     /// Random state for the library's `Fs::random` (seeded by the run).
     pub(crate) rand: u64,
@@ -544,6 +554,8 @@ impl Ws {
             let (a, b) = (live[0], live[1]);
             let kind = if self.procs[a].flufl || self.procs[b].flufl {
                 ViolationKind::FluflRace
+            } else if self.limit_hit {
+                ViolationKind::LeaseLimit
             } else {
                 ViolationKind::TwoHolders
             };
@@ -584,8 +596,14 @@ impl Ws {
         };
         if !(same_owner || dead || expired) {
             let left = (self.inodes[ino].mtime.saturating_sub(now)) as f64 / SEC as f64;
+            let kind = if self.procs[me].late {
+                self.limit_hit = true;
+                ViolationKind::LeaseLimit
+            } else {
+                ViolationKind::UnjustRemoval
+            };
             self.violate(
-                ViolationKind::UnjustRemoval,
+                kind,
                 format!(
                     "{} removed {name} (the claim of live {}, {left:.3}s before its expiry)",
                     self.procs[me].name, self.procs[owner].name
@@ -734,6 +752,22 @@ impl World {
 }
 
 impl Ws {
+    /// How long what `me` relies on lasts from now, in the server's clock: the break
+    /// marker, while it is `me`'s claim; else its own lock's lease.
+    pub(crate) fn reliance_left(&self, me: usize) -> u128 {
+        let now = self.server_now();
+        let Some(claim) = self.procs[me].last_claim else {
+            return 0;
+        };
+        if self.names.get("lock.break") == Some(&claim) {
+            // The marker's lifetime (5 s) from its change time.
+            return (self.inodes[claim].ctime + 5 * u128::from(SEC)).saturating_sub(now);
+        }
+        self.inodes[claim]
+            .lease
+            .map_or(0, |e| e.saturating_sub(now))
+    }
+
     /// Whether process `i`'s program has ended (done or dead).
     pub(crate) fn ended(&self, i: usize) -> bool {
         matches!(self.procs[i].run, Run::Done | Run::Dead)
@@ -776,14 +810,14 @@ impl Ws {
         for (name, &ino) in &self.names {
             let creator = self.inodes[ino].creator;
             let crashed = |i: usize| self.procs[i].run == Run::Dead;
-            // A claim-derived name (claim, probe, taken) names its owner by pid: explained
-            // if a process writing for that owner crashed.
-            let explained = crashed(creator)
-                || (0..self.procs.len()).any(|i| {
-                    crashed(i)
-                        && !self.procs[i].passive
-                        && name.contains(&format!("|{}|", self.procs[i].owner))
-                });
+            // Explained by a crash of a process that writes for the inode's owner, or for
+            // the owner a claim-derived name (claim, probe, taken) carries.
+            let explained = (0..self.procs.len()).any(|i| {
+                crashed(i)
+                    && !self.procs[i].passive
+                    && (self.same_owner(i, creator)
+                        || name.contains(&format!("|{}|", self.procs[i].owner)))
+            });
             if !explained {
                 left.push(format!("{name} (inode of {})", self.procs[creator].name));
             }
@@ -834,6 +868,7 @@ impl Ws {
             steps: 0,
             aborted: false,
             violations: Vec::new(),
+            limit_hit: false,
             trace: Vec::new(),
             rand: seed,
         }
@@ -858,6 +893,7 @@ impl Proc {
             flufl,
             holding: None,
             last_claim: None,
+            late: false,
         }
     }
 }

@@ -323,11 +323,16 @@ impl Inner {
     /// read the time the server stamped on it, remove it.
     pub(crate) fn learn_offset(&self) -> Result<ServerClock> {
         let probe = claim::probe_path(&self.claimfile);
-        let _ = self.fs.unlink(&probe);
         let before = self.fs.boot_clock();
-        let file = self
-            .call(|| self.fs.create_new(&probe))
-            .map_err(|e| Error::io("create clock probe file", &probe, e))?;
+        let file = match self.call(|| self.fs.create_new(&probe)) {
+            // Left by a crash, or made by a create whose reply was lost: make it again.
+            Err(e) if is_exists(&e) => {
+                let _ = self.call(|| self.fs.unlink(&probe));
+                self.call(|| self.fs.create_new(&probe))
+            }
+            r => r,
+        }
+        .map_err(|e| Error::io("create clock probe file", &probe, e))?;
         let meta = self.call(|| self.fs.fstat(&file));
         let after = self.fs.boot_clock();
         drop(file);
