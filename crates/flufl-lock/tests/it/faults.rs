@@ -636,3 +636,21 @@ fn wall_clock_step_does_not_break_early() {
     assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
     assert!(holder.is_locked().unwrap());
 }
+
+/// An `unlink` that fails with `ESTALE` without removing anything (found by the simulation,
+/// `crates/flufl-lock-sim/regressions.txt`): the unlock settles it by `lstat` and removes
+/// the lock file and the claim file again, rather than taking the error as "done" and
+/// leaving the lock held until it expires.
+#[test]
+fn estale_without_effect_on_unlock_removals_is_settled() {
+    for target in ["test.lck", "test.lck|"] {
+        let (dir, path) = lock_path();
+        let fs = FaultyFs::new();
+        let lock = faulty(&path, &fs);
+        lock.lock().unwrap();
+        fs.rule(Op::Unlink, Some(target), Fault::Err(ESTALE), 1);
+        lock.unlock().unwrap();
+        assert_eq!(files_in(dir.path()), Vec::<String>::new(), "{target}");
+        assert_eq!(fs.count(Op::Unlink), 3, "{target}: one unlink made again");
+    }
+}
