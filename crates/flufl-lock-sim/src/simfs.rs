@@ -119,6 +119,7 @@ impl SimFs {
             Ok(g) => g,
             Err(Crashed) => return Err(self.dead()),
         };
+        g.procs[me].paused_last = false;
         let fault = g.fault(kind);
         if let Some(f) = fault {
             g.note(me, || format!("[fault: {}] {}", f.name(), what()));
@@ -141,7 +142,10 @@ impl SimFs {
                 let until = g.now + pause;
                 g = self.block(g, until)?;
             }
-            Some(Fault::ServerAhead) => g.server_offset += step,
+            Some(Fault::ServerAhead) => {
+                g.server_offset += step;
+                g.stepped_ahead = true;
+            }
             Some(Fault::ServerBack) => g.server_offset -= step,
             Some(Fault::WallAhead) => g.hosts[host].skew += step,
             Some(Fault::WallBack) => g.hosts[host].skew -= step,
@@ -167,6 +171,7 @@ impl SimFs {
                 std::panic::resume_unwind(Box::new(self.world.crash(g, me)));
             }
             Some(Fault::Pause) => {
+                g.procs[me].paused_last = true;
                 let until = g.now + pause;
                 drop(self.block(g, until)?);
             }
@@ -183,7 +188,7 @@ impl SimFs {
         g: std::sync::MutexGuard<'a, Ws>,
         until: u64,
     ) -> io::Result<std::sync::MutexGuard<'a, Ws>> {
-        match self.world.block(g, self.me, until, false, None) {
+        match self.world.block(g, self.me, until, false, None, false) {
             Ok(g) => Ok(g),
             Err(Crashed) => Err(self.dead()),
         }
@@ -210,6 +215,24 @@ impl SimFs {
         let effect = |ws: &mut Ws, me: usize, _: Option<Fault>| effect(ws, me);
         let shown = name_of(path).map_or_else(|| path.display().to_string(), |n| short(&n));
         self.op(kind, || format!("{call}({shown})"), lost, effect)
+    }
+}
+
+impl SimFs {
+    /// Sleeps `d` of simulated time; `early`: the scheduler may end it up to `SLACK` early.
+    pub(crate) fn sleep_for(&self, d: Duration, early: bool) {
+        let me = self.me;
+        let g = match self.world.point(me) {
+            Ok(g) => g,
+            Err(Crashed) => {
+                self.dead();
+                return;
+            }
+        };
+        let until = g.now + d.as_nanos().min(u128::from(1000 * SEC)) as u64;
+        if self.world.block(g, me, until, false, None, early).is_err() {
+            self.dead();
+        }
     }
 }
 
@@ -409,7 +432,7 @@ impl Fs for SimFs {
         };
         let until = g.now + timeout.as_nanos().min(u128::from(1000 * SEC)) as u64;
         let local = g.cfg.local;
-        match self.world.block(g, me, until, local, watch) {
+        match self.world.block(g, me, until, local, watch, true) {
             // As a pidfd that polls readable: the watch ends when the process has exited.
             Ok(g) => {
                 if watch.is_some_and(|pid| g.pid_gone(me, pid)) {
@@ -445,18 +468,7 @@ impl Fs for SimFs {
     }
 
     fn sleep(&self, d: Duration) {
-        let me = self.me;
-        let g = match self.world.point(me) {
-            Ok(g) => g,
-            Err(Crashed) => {
-                self.dead();
-                return;
-            }
-        };
-        let until = g.now + d.as_nanos().min(u128::from(1000 * SEC)) as u64;
-        if self.world.block(g, me, until, false, None).is_err() {
-            self.dead();
-        }
+        self.sleep_for(d, false);
     }
 
     fn random(&self) -> u64 {

@@ -26,6 +26,10 @@ pub const MS: Ns = 1_000_000;
 /// The simulated server's clock at true time 0: 2026-12-03 00:00:00 UTC.
 pub(crate) const EPOCH_OFFSET: Duration = Duration::from_secs(1_796_256_000);
 
+/// How much earlier than its timeout the scheduler may wake a waiter (as a preemption),
+/// so that two pollers' wake-ups can meet in any order.
+pub const SLACK: Ns = 50 * MS;
+
 /// The directory every simulated file lives in.
 pub const DIR: &str = "/sim";
 /// The lock file.
@@ -204,11 +208,13 @@ pub(crate) enum Run {
     /// It may take the turn.
     Ready,
     /// Sleeping or stopped until `until`; `wake` if a change of the lock file or the exit
-    /// of the watched process may end it early.
+    /// of the watched process may end it early; `early` if the scheduler may end it up to
+    /// [`SLACK`] early (a wait for a change, a program's own sleep: timers are not exact).
     Blocked {
         until: Ns,
         wake: bool,
         watch: Option<u32>,
+        early: bool,
     },
     /// Its program finished: the process exited.
     Done,
@@ -237,6 +243,8 @@ pub(crate) struct Proc {
     pub(crate) holding: Option<usize>,
     /// The last claim file it created (the inode its lock is, once linked).
     pub(crate) last_claim: Option<usize>,
+    /// A fault stopped it after its last call (a pause it could not see before returning).
+    pub(crate) paused_last: bool,
     /// Its current call reaches the server later than what it relies on (its lease, or the
     /// break marker it holds) lasts: the lease's limit, not the protocol's.
     pub(crate) late: bool,
@@ -290,8 +298,25 @@ pub enum ViolationKind {
     /// a suspend) longer than the lease left, or than the break marker's lifetime. The
     /// limit of any lease without fencing tokens (docs/protocol.md: Honest limits).
     LeaseLimit,
+    /// A removal (or, after it, two holders) by a process whose lease a forward step of the
+    /// server's clock had cut short without its knowing (docs/protocol.md: Honest limits,
+    /// clock steps).
+    ClockStep,
     /// An operation failed where the scenario expects success.
     Failed,
+    /// `lock()` returned a lock whose lease had already run out in the server's clock,
+    /// with no pause after the library's last call to explain it.
+    BornExpired,
+}
+
+impl ViolationKind {
+    /// A documented limit (docs/protocol.md: Honest limits), reported apart, not a failure.
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            ViolationKind::FluflRace | ViolationKind::LeaseLimit | ViolationKind::ClockStep
+        )
+    }
 }
 
 /// The world's tunables.
@@ -335,8 +360,11 @@ pub(crate) struct Ws {
     pub(crate) steps: u64,
     pub(crate) aborted: bool,
     pub(crate) violations: Vec<Violation>,
-    /// A `LeaseLimit` removal happened: two holders after it are its consequence.
-    pub(crate) limit_hit: bool,
+    /// A `LeaseLimit` or `ClockStep` removal happened: two holders after it are its
+    /// consequence, of that kind.
+    pub(crate) limit_hit: Option<ViolationKind>,
+    /// The server's clock stepped forward in this run.
+    pub(crate) stepped_ahead: bool,
     pub(crate) trace: Vec<String>,
     /// Random state for the library's `Fs::random` (seeded by the run).
     pub(crate) rand: u64,
@@ -477,8 +505,17 @@ impl Ws {
             return false;
         }
         self.now = self.now.max(t);
+        // Wake-ups close together may come in any order: waking the near ones too is a
+        // decision (counted as a preemption).
+        let near = |p: &Proc| matches!(p.run, Run::Blocked { until, early: true, .. } if until > t && until <= t + SLACK);
+        let early = self.preemptions < self.cfg.preemptions
+            && self.procs.iter().any(near)
+            && self.dec.choose(2, Choice::Preempt) == 1;
+        if early {
+            self.preemptions += 1;
+        }
         for p in &mut self.procs {
-            if matches!(p.run, Run::Blocked { until, .. } if until <= t) {
+            if matches!(p.run, Run::Blocked { until, .. } if until <= t) || (early && near(p)) {
                 p.run = Run::Ready;
             }
         }
@@ -554,8 +591,8 @@ impl Ws {
             let (a, b) = (live[0], live[1]);
             let kind = if self.procs[a].flufl || self.procs[b].flufl {
                 ViolationKind::FluflRace
-            } else if self.limit_hit {
-                ViolationKind::LeaseLimit
+            } else if let Some(k) = self.limit_hit {
+                k
             } else {
                 ViolationKind::TwoHolders
             };
@@ -596,12 +633,22 @@ impl Ws {
         };
         if !(same_owner || dead || expired) {
             let left = (self.inodes[ino].mtime.saturating_sub(now)) as f64 / SEC as f64;
+            // The remover's own lease, as the file says: expired in the server's clock
+            // although it believed otherwise.
+            let own_expired = self.procs[me]
+                .last_claim
+                .and_then(|c| self.inodes[c].lease)
+                .is_some_and(|e| e <= now);
             let kind = if self.procs[me].late {
-                self.limit_hit = true;
                 ViolationKind::LeaseLimit
+            } else if self.stepped_ahead && own_expired {
+                ViolationKind::ClockStep
             } else {
                 ViolationKind::UnjustRemoval
             };
+            if kind != ViolationKind::UnjustRemoval {
+                self.limit_hit = Some(kind);
+            }
             self.violate(
                 kind,
                 format!(
@@ -696,12 +743,18 @@ impl World {
         until: Ns,
         wake: bool,
         watch: Option<u32>,
+        early: bool,
     ) -> Result<MutexGuard<'a, Ws>, Crashed> {
         // A watched process already gone wakes at once.
         if watch.is_some_and(|pid| g.pid_gone(me, pid)) {
             return Ok(g);
         }
-        g.procs[me].run = Run::Blocked { until, wake, watch };
+        g.procs[me].run = Run::Blocked {
+            until,
+            wake,
+            watch,
+            early,
+        };
         let next = g.pick(None);
         self.hand_to(&mut g, next);
         g = self.wait_turn(g, me);
@@ -868,7 +921,8 @@ impl Ws {
             steps: 0,
             aborted: false,
             violations: Vec::new(),
-            limit_hit: false,
+            limit_hit: None,
+            stepped_ahead: false,
             trace: Vec::new(),
             rand: seed,
         }
@@ -894,6 +948,7 @@ impl Proc {
             holding: None,
             last_claim: None,
             late: false,
+            paused_last: false,
         }
     }
 }

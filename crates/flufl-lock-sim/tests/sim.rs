@@ -92,11 +92,7 @@ fn regressions_stay_fixed() {
         let sc = scenario(name).unwrap_or_else(|| panic!("no scenario {name:?}"));
         let r: Replay = how.trim().parse().unwrap();
         let o = explore::replay(&sc, &r, true);
-        let bad: Vec<_> = o
-            .violations
-            .iter()
-            .filter(|v| !matches!(v.kind, ViolationKind::FluflRace | ViolationKind::LeaseLimit))
-            .collect();
+        let bad: Vec<_> = o.violations.iter().filter(|v| !v.kind.is_limit()).collect();
         assert!(bad.is_empty(), "{name} {how}: {bad:?}\n{}", o.trace);
         n += 1;
     }

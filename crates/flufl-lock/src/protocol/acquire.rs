@@ -326,29 +326,51 @@ impl Inner {
     }
 
     /// After our link succeeded: if our claim's expiry was stamped long ago (we were paused
-    /// between stamping and linking), the lock may have been born expired, and a breaker may
-    /// already have judged it so. Under the marker, which every breaker holds while it acts,
-    /// confirm the lock is still ours and stamp a fresh expiry. `Ok(false)`: it was broken;
-    /// go on waiting. Costs nothing when the stamp is fresh (always, uncontended).
+    /// between stamping and linking), or a call returned so late that our deadline has
+    /// passed, the lock may have been born expired, and a breaker may already have judged it
+    /// so. Under the marker, which every breaker holds while it acts, confirm the lock is
+    /// still ours and stamp a fresh expiry. `Ok(false)`: it was broken; go on waiting. Costs
+    /// nothing when the stamp is fresh (always, uncontended): a lock whose deadline has
+    /// passed is never handed out.
+    ///
+    /// A deadline that has passed although the stamp is fresh comes from a server clock
+    /// learned across a slow call (its uncertainty is the call's length): the clock is
+    /// learned again (a probe file) before the stamp.
     ///
     /// A claim file that vanished here means the lock was broken (flufl.lock's break
     /// removes the claim, then the lock): it is never written again in the confirmation.
     pub(crate) fn confirm_fresh(&self, st: &mut State) -> Result<bool> {
-        if !self.stamp_is_old(st) {
-            return Ok(true);
+        for _ in 0..3 {
+            let old = self.stamp_is_old(st);
+            let past = st.claim.is_none_or(|c| self.fs.boot_clock() >= c.deadline);
+            if !old && !past {
+                return Ok(true);
+            }
+            let relearn = !old;
+            let ours = self.with_marker(st, "confirm a new lock", |st| {
+                if relearn {
+                    st.offset = Some(self.learn_offset()?);
+                }
+                Ok(self.lock_is_ours(st)? && self.stamp(st, &self.lockfile, false)? == Stamp::Done)
+            })?;
+            // `None`: a breaker removed our claim with the lock it was. (The link loop writes
+            // the claim again.)
+            if !ours.unwrap_or(false) {
+                log::warn!(
+                    "{} was broken while we were paused after taking it; waiting again",
+                    self.lockfile.display()
+                );
+                return Ok(false);
+            }
         }
-        let ours = self.with_marker(st, "confirm a new lock", |st| {
-            Ok(self.lock_is_ours(st)? && self.stamp(st, &self.lockfile, false)? == Stamp::Done)
-        })?;
-        // `None`: a breaker removed our claim with the lock it was. (The link loop writes
-        // the claim again.)
-        let ours = ours.unwrap_or(false);
-        if !ours {
-            log::warn!(
-                "{} was broken while we were paused after taking it; waiting again",
-                self.lockfile.display()
-            );
-        }
-        Ok(ours)
+        log::warn!(
+            "{}: calls to the file server keep taking longer than the lease left; holding it \
+             with {:?} left by our estimate",
+            self.lockfile.display(),
+            st.claim
+                .map(|c| c.deadline.saturating_sub(self.fs.boot_clock()))
+                .unwrap_or_default()
+        );
+        Ok(true)
     }
 }

@@ -299,15 +299,19 @@ impl Inner {
             let expiry = clock.expiry(now, st.lifetime);
             self.call(|| self.fs.set_times(&file, expiry))
                 .map_err(|e| ("set expiry of claim file", e))?;
-            Ok::<_, (&str, io::Error)>((meta.id, clock, now, clock.deadline(expiry)))
+            Ok::<_, (&str, io::Error)>((meta.id, clock, clock.deadline(expiry)))
         })();
         drop(file);
         match stamped {
-            Ok((id, clock, now, deadline)) => {
+            Ok((id, clock, deadline)) => {
                 st.offset = Some(clock);
                 st.claim = Some(ClaimState {
                     id,
-                    stamped: now,
+                    // The expiry is reckoned from the server's time at the create: a pause
+                    // before the `fstat` makes it old already (the soak found a lock born
+                    // expired), and an old stamp is renewed before linking, or confirmed
+                    // under the marker after.
+                    stamped: before,
                     deadline,
                 });
                 Ok(())

@@ -927,3 +927,52 @@ fn keep_alive_refreshes_soon_after_a_suspend() {
     assert!(holder.is_locked().unwrap());
     holder.unlock().unwrap();
 }
+
+/// Found by the real-process soak (issue 14, docs/reliability.md §10): a process paused
+/// between the server stamping its new claim and the `fstat` that reads the stamp wrote an
+/// expiry reckoned from the create (already past after the pause) and counted the stamp as
+/// fresh, so `lock()` returned a lock born expired that a peer broke at once. The stamp's
+/// age now counts from before the create: it is renewed before the link.
+#[derive(Debug, Default)]
+struct PauseBeforeFstat {
+    armed: AtomicBool,
+}
+
+impl Layer for PauseBeforeFstat {
+    fn fstat(&self, file: &File) -> io::Result<Meta> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2500));
+        }
+        RealFs.fstat(file)
+    }
+}
+
+#[test]
+fn pause_before_reading_the_claims_stamp_never_returns_an_expired_lock() {
+    let (_dir, path) = lock_path();
+    let fs = Arc::new(Layered(PauseBeforeFstat::default()));
+    fs.armed.store(true, Ordering::SeqCst);
+    let paused = Lock::builder(&path)
+        .lifetime(Duration::from_secs(1))
+        .filesystem(fs.clone())
+        .build()
+        .unwrap();
+    paused.lock().unwrap();
+    let expiry = std::fs::symlink_metadata(&path)
+        .unwrap()
+        .modified()
+        .unwrap();
+    let left = expiry
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(left > Duration::from_millis(500), "born with {left:?} left");
+    let peer = Lock::builder(&path)
+        .lifetime(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    assert!(
+        peer.lock_timeout(Duration::from_millis(300)).is_err(),
+        "a peer took the lock lock() had just returned"
+    );
+    paused.unlock().unwrap();
+}
