@@ -82,6 +82,9 @@ pub struct Scenario {
     pub cfg: WorldCfg,
     /// The lifetime our processes and flufl.lock peers use.
     pub lifetime: Duration,
+    /// A self-test of the simulation: a broken world in which the exploration must find
+    /// two holders.
+    pub self_test: bool,
 }
 
 /// What one run gave.
@@ -496,6 +499,7 @@ pub fn scenarios() -> Vec<Scenario> {
             procs: vec![ours(0, 2, hold, 0), ours(0, 2, hold, 0)],
             cfg: cfg(true, file_faults(), 1, 2),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "trio",
@@ -504,6 +508,7 @@ pub fn scenarios() -> Vec<Scenario> {
             procs: vec![ours(0, 1, hold, 0), ours(0, 1, hold, 0), ours(0, 1, hold, 0)],
             cfg: cfg(true, file_faults(), 1, 2),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "nfs",
@@ -517,6 +522,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 2,
             ),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "coarse",
@@ -528,6 +534,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 ..cfg(false, vec![LostReply, CrashAfter, Pause, Slow, Suspend], 1, 2)
             },
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "coarse2",
@@ -539,6 +546,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 ..cfg(true, vec![CrashAfter, Pause, Slow], 1, 2)
             },
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "refresh",
@@ -559,6 +567,7 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
             cfg: cfg(false, vec![LostReply, Stale, Pause, Slow, Suspend, ServerAhead, ServerBack], 1, 2),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "liveness",
@@ -567,6 +576,7 @@ pub fn scenarios() -> Vec<Scenario> {
             procs: vec![ours(0, 1, hold, 0), ours(0, 1, hold, 0), ours(0, 1, hold, 0)],
             cfg: cfg(true, vec![CrashBefore, CrashAfter, Hidden, Unknowable], 2, 1),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "breaker",
@@ -584,6 +594,7 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
             cfg: cfg(true, vec![CrashAfter, Pause, Slow], 1, 2),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "adopt",
@@ -615,6 +626,7 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
             cfg: cfg(true, vec![CrashAfter, Pause, Slow, LostReply], 1, 2),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "mixed",
@@ -632,6 +644,7 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
             cfg: flufl_cfg(),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "flufl-pair",
@@ -659,6 +672,7 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
             cfg: flufl_cfg(),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "step",
@@ -667,6 +681,7 @@ pub fn scenarios() -> Vec<Scenario> {
             procs: vec![ours(0, 1, 700 * MS, 0), ours(1, 1, hold, 690 * MS)],
             cfg: cfg(false, vec![ServerAhead], 1, 3),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "marker",
@@ -679,6 +694,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 c
             },
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "skew",
@@ -695,6 +711,7 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
             cfg: cfg(false, vec![], 0, 2),
             lifetime,
+            self_test: false,
         },
         Scenario {
             name: "liar",
@@ -703,6 +720,7 @@ pub fn scenarios() -> Vec<Scenario> {
             procs: vec![ours(0, 1, hold, 0), ours(0, 1, hold, 0)],
             cfg: cfg(true, vec![Liar], 2, 1),
             lifetime,
+            self_test: true,
         },
     ];
     for s in &mut all {

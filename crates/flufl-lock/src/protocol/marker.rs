@@ -25,10 +25,14 @@ impl Inner {
         );
         let mut pause = Duration::from_millis(1);
         loop {
+            // Judged before the attempt, so that the last attempt is made after the time is
+            // up: a process stopped while it waited sees what happened meanwhile (its claim
+            // removed with a lock that was broken) rather than a stale "busy".
+            let last = self.fs.monotonic() >= give_up;
             match self.take_marker(st)? {
                 Marker::Taken => return Ok(true),
                 Marker::NoClaim => return Ok(false),
-                Marker::Busy if self.fs.monotonic() < give_up => {
+                Marker::Busy if !last => {
                     self.fs.sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }

@@ -11,6 +11,7 @@
 mod asynk;
 #[cfg(all(unix, feature = "tokio"))]
 mod attack;
+mod attack2;
 mod basic;
 #[cfg(unix)]
 mod faults;
