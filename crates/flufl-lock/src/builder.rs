@@ -491,6 +491,7 @@ impl LockBuilder {
                 adopted: false,
                 busy: false,
                 malformed: None,
+                marker_taken: None,
             }),
             idle: std::sync::Condvar::new(),
             pid,

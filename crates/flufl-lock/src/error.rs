@@ -195,6 +195,21 @@ impl Error {
         )
     }
 
+    /// Every confirmation of a new lock took longer than its lease: calls to the file server
+    /// are slower than `lifetime` allows.
+    pub(crate) fn too_slow(lock: &Path, lifetime: Duration) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            lock,
+            format!(
+                "calls to the file server for {} keep taking longer than its lifetime \
+                 ({lifetime:?}) allows: a lock taken now would already be expired; use a \
+                 longer lifetime",
+                lock.display()
+            ),
+        )
+    }
+
     /// The break marker could not be taken to do `purpose`.
     pub(crate) fn marker_busy(marker: &Path, purpose: &str) -> Error {
         Error::new(

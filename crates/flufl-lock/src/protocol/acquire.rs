@@ -26,6 +26,9 @@ pub(crate) struct Acquisition {
     logged: bool,
     /// A holder proven alive, whose process the waiter's pidfd watches.
     last_alive: Option<FileId>,
+    /// Our link made the lock file our claim at least once: an acquisition that fails
+    /// after that removes the lock file if it is still ours.
+    linked: bool,
 }
 
 /// What to do after an attempt.
@@ -86,6 +89,7 @@ impl Inner {
             transient: 0,
             logged: false,
             last_alive: None,
+            linked: false,
         })
     }
 
@@ -105,6 +109,9 @@ impl Inner {
                 Ok(())
             }
             Err(e) => {
+                if a.linked {
+                    self.abandon(&mut st);
+                }
                 if let Err(e2) = self.remove_claim(&mut st) {
                     log::warn!("{e2}");
                 }
@@ -146,7 +153,10 @@ impl Inner {
     fn try_link(&self, st: &mut State, a: &mut Acquisition) -> Result<Option<Next>> {
         // protocol.md: Acquiring, step 6.
         match self.call(|| self.fs.link(&self.claimfile, &self.lockfile)) {
-            Ok(()) => Ok(Some(self.confirmed(st)?)),
+            Ok(()) => {
+                a.linked = true;
+                Ok(Some(self.confirmed(st)?))
+            }
             Err(e) if is_exists(&e) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // The claim vanished (a cleaner, a breaker that took it with a lock it was)
@@ -201,6 +211,7 @@ impl Inner {
                     "link reported EEXIST but {} is our claim: acquired",
                     self.lockfile.display()
                 );
+                a.linked = true;
                 Ok(Err(self.confirmed(st)?))
             }
             View::Gone => {
@@ -319,6 +330,31 @@ impl Inner {
         Ok(Next::Wait(pause))
     }
 
+    /// After an acquisition failed once our link had made the lock file our claim (a
+    /// confirmation that failed): remove the lock file if it is still ours, as an unlock
+    /// would (fast with plenty of lease left, else under the marker), so that it does not
+    /// stay held until it expires.
+    fn abandon(&self, st: &mut State) {
+        let Some(c) = st.claim else { return };
+        let plenty = || {
+            self.fs
+                .boot_clock()
+                .saturating_add(self.cfg.clock_margin.saturating_mul(2))
+                < c.deadline
+        };
+        let r = match self.call(|| self.fs.lstat(&self.lockfile)) {
+            Ok(m) if m.id == c.id && plenty() => self.unlink_lock(c.id, plenty),
+            Ok(m) if m.id == c.id => self.release_near_expiry(st),
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            log::warn!(
+                "{} is left to expire after a failed acquisition: {e}",
+                self.lockfile.display()
+            );
+        }
+    }
+
     /// Whether our claim's expiry was stamped more than a quarter of the lifetime ago.
     pub(crate) fn stamp_is_old(&self, st: &State) -> bool {
         st.claim
@@ -363,14 +399,8 @@ impl Inner {
                 return Ok(false);
             }
         }
-        log::warn!(
-            "{}: calls to the file server keep taking longer than the lease left; holding it \
-             with {:?} left by our estimate",
-            self.lockfile.display(),
-            st.claim
-                .map(|c| c.deadline.saturating_sub(self.fs.boot_clock()))
-                .unwrap_or_default()
-        );
-        Ok(true)
+        // Every confirmation outlasted the lease: never hand out a lock already expired
+        // (`end_acquire` removes it).
+        Err(Error::too_slow(&self.lockfile, st.lifetime))
     }
 }

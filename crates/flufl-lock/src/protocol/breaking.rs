@@ -95,14 +95,17 @@ impl Inner {
         force: bool,
     ) -> Result<bool> {
         // protocol.md: Breaking, step 1.
+        let setting_out = self.fs.boot_clock();
         match self.take_marker(st)? {
             Marker::Taken => {}
             Marker::Busy => return Ok(false),
             Marker::NoClaim => return Ok(true), // the acquire loop writes it again
         }
+        st.marker_taken = Some(setting_out);
         let r = self.break_under_marker(st, judged, why, force);
         // protocol.md: Breaking, step 5.
         self.release_marker(st);
+        st.marker_taken = None;
         r
     }
 

@@ -51,12 +51,15 @@ impl Inner {
         purpose: &str,
         act: impl FnOnce(&mut State) -> Result<T>,
     ) -> Result<Option<T>> {
+        let setting_out = self.fs.boot_clock();
         if !self.take_marker_patiently(st, purpose)? {
             return Ok(None);
         }
         let taken_with = st.claim;
+        st.marker_taken = Some(setting_out);
         let r = act(st);
-        self.release_marker_of(taken_with);
+        st.marker_taken = None;
+        self.release_marker_of(taken_with, Some(setting_out));
         r.map(Some)
     }
 
@@ -130,15 +133,16 @@ impl Inner {
     }
 
     pub(crate) fn release_marker(&self, st: &State) {
-        self.release_marker_of(st.claim);
+        self.release_marker_of(st.claim, st.marker_taken);
     }
 
-    /// Releases the marker taken with `claim`.
-    pub(crate) fn release_marker_of(&self, claim: Option<ClaimState>) {
+    /// Releases the marker taken with `claim` (`taken`: when we set out to take it). A
+    /// removal whose outcome is unknown is made again only while the marker is young.
+    pub(crate) fn release_marker_of(&self, claim: Option<ClaimState>, taken: Option<Duration>) {
         // Under the marker protocol no one else removes a fresh marker; check anyway.
         match self.call(|| self.fs.lstat(&self.marker)) {
             Ok(m) if claim.is_some_and(|c| c.id == m.id) => {
-                if let Err(e) = self.unlink_ours(&self.marker, m.id, || true) {
+                if let Err(e) = self.unlink_ours(&self.marker, m.id, || self.marker_young(taken)) {
                     log::warn!(
                         "failed to remove break marker {}: {e}",
                         self.marker.display()

@@ -51,6 +51,9 @@ pub(crate) struct State {
     pub(crate) busy: bool,
     /// A malformed lock file seen, and since when (kept across `try_lock` attempts).
     pub(crate) malformed: Option<(FileId, Instant)>,
+    /// While we hold the break marker: when we set out to take it, on the boot clock (a
+    /// removal whose outcome is unknown is made again only while the marker is young).
+    pub(crate) marker_taken: Option<Duration>,
 }
 
 pub(crate) struct Inner {
@@ -332,7 +335,12 @@ impl Inner {
             // Left by a crash, or made by a create whose reply was lost: make it again.
             Err(e) if is_exists(&e) => {
                 let _ = self.call(|| self.fs.unlink(&probe));
-                self.call(|| self.fs.create_new(&probe))
+                let again = self.call(|| self.fs.create_new(&probe));
+                if again.is_err() {
+                    // Possibly made, its reply lost again: leave nothing behind.
+                    let _ = self.call(|| self.fs.unlink(&probe));
+                }
+                again
             }
             r => r,
         }
@@ -473,15 +481,39 @@ impl Inner {
         loop {
             match self.call_removal(|| self.fs.unlink(path)) {
                 Err(e) if is_not_found(&e) => match self.call(|| self.fs.lstat(path)) {
-                    Ok(m) if m.id == id && again < self.cfg.max_retries && may_retry() => {
+                    // Still that inode, and still ours: our claim file links it, so the
+                    // number was not freed and given to another file.
+                    Ok(m)
+                        if m.id == id
+                            && again < self.cfg.max_retries
+                            && may_retry()
+                            && self.claim_is(path, id) =>
+                    {
                         again += 1;
                     }
                     Ok(m) if m.id == id => return Err(e),
-                    _ => return Ok(()),
+                    Ok(_) => return Ok(()),
+                    Err(e2) if is_not_found(&e2) => return Ok(()),
+                    // Unknown whether it is gone: say so.
+                    Err(_) => return Err(e),
                 },
                 r => return r,
             }
         }
+    }
+
+    /// Whether our claim file is the inode `id` (trivially, when `path` is the claim file,
+    /// just looked at).
+    fn claim_is(&self, path: &Path, id: FileId) -> bool {
+        path == self.claimfile
+            || matches!(self.call(|| self.fs.lstat(&self.claimfile)), Ok(m) if m.id == id)
+    }
+
+    /// Whether the break marker we took (`taken`: when we set out to take it, on the boot
+    /// clock) is young: surely not yet judged stale by anyone (half its lifetime), so a
+    /// removal made under it cannot meet a marker taken by another breaker since.
+    pub(crate) fn marker_young(&self, taken: Option<Duration>) -> bool {
+        taken.is_some_and(|t| self.fs.boot_clock() < t.saturating_add(self.cfg.marker_lifetime / 2))
     }
 
     /// Opens and reads a lock-like file (the lock, the pin or the marker) without following

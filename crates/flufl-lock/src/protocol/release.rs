@@ -50,8 +50,14 @@ impl Inner {
             match self.call(|| self.fs.lstat(&self.lockfile)) {
                 // (Unless the check itself was slow enough to bring the deadline near.)
                 Ok(m) if m.id == c.id && self.near_expiry(&st) => self.release_near_expiry(&mut st),
-                // Retried (after an ESTALE that left it) only while no breaker may act.
-                Ok(m) if m.id == c.id => self.unlink_lock(c.id, || !self.near_expiry(&st)),
+                // Retried (after an ESTALE that left it) only while no breaker may act; if
+                // that time ran out meanwhile, the unlock goes on under the marker.
+                Ok(m) if m.id == c.id => match self.unlink_lock(c.id, || !self.near_expiry(&st)) {
+                    Err(_) if matches!(self.call(|| self.fs.lstat(&self.lockfile)), Ok(m) if m.id == c.id) => {
+                        self.release_near_expiry(&mut st)
+                    }
+                    r => r,
+                },
                 Ok(_) => Err(self.lost("unlock")),
                 Err(e) if is_not_found(&e) => Err(self.lost("unlock")),
                 Err(e) => Err(Error::io("stat lock file", &self.lockfile, e)),
@@ -87,9 +93,11 @@ impl Inner {
             if !self.marker_is_ours(st) {
                 return Err(Error::marker_displaced(&self.marker, &self.lockfile));
             }
-            // Under the marker: no breaker acts, a removal that did not happen is made again.
+            // Under the marker no breaker acts: a removal that did not happen is made again,
+            // while the marker is surely not yet judged stale by anyone.
             let id = st.claim.map(|c| c.id).ok_or_else(|| self.lost("unlock"))?;
-            self.unlink_lock(id, || true)
+            let taken = st.marker_taken;
+            self.unlink_lock(id, || self.marker_young(taken))
         })?;
         // `None`: a breaker removed our claim file, which was the lock: it is gone.
         released.ok_or_else(|| self.lost("unlock"))
