@@ -68,19 +68,17 @@ impl FluflLock<'_> {
         }
     }
 
-    /// `_read`: the lock file's content, `None` if it does not exist.
+    /// `_read`: the lock file's content, `None` if it does not exist. (Its retry loop
+    /// runs only for `retry_errnos`, empty by default.)
     fn read(&self) -> io::Result<Option<String>> {
-        loop {
-            let r = self
-                .fs
-                .open_read(&self.lockfile)
-                .and_then(|f| self.fs.read_head(&f, 4096));
-            match r {
-                Ok(b) => return Ok(Some(String::from_utf8_lossy(&b).into_owned())),
-                // `retry_errnos` is empty by default.
-                Err(e) if in_errors(&e) => return Ok(None),
-                Err(e) => return Err(e),
-            }
+        let r = self
+            .fs
+            .open_read(&self.lockfile)
+            .and_then(|f| self.fs.read_head(&f, 4096));
+        match r {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Err(e) if in_errors(&e) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

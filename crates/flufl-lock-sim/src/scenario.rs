@@ -689,7 +689,7 @@ pub fn scenarios() -> Vec<Scenario> {
             hosts: vec![host("a", 0), host("b", 0)],
             procs: vec![ours(0, 1, 5 * SEC, 0), ours(1, 1, hold, 10 * MS), ours(1, 1, hold, 10 * MS)],
             cfg: {
-                let mut c = cfg(false, vec![CrashAfter, Pause, Slow], 2, 2);
+                let mut c = cfg(false, vec![LostReply, Stale, CrashAfter, Pause, Slow], 2, 2);
                 c.faults.pause = 6 * SEC;
                 c
             },

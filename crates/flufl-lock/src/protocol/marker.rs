@@ -143,10 +143,17 @@ impl Inner {
         match self.call(|| self.fs.lstat(&self.marker)) {
             Ok(m) if claim.is_some_and(|c| c.id == m.id) => {
                 if let Err(e) = self.unlink_ours(&self.marker, m.id, || self.marker_young(taken)) {
-                    log::warn!(
-                        "failed to remove break marker {}: {e}",
-                        self.marker.display()
-                    );
+                    // Not removed, and too old to remove by name: another process may be
+                    // judging it stale right now. Remove it only as the exact file it is
+                    // (rename away, compare, put back what is not ours).
+                    let ours =
+                        |_: &Meta, c: Option<&Claim>| c.is_some_and(|c| c.path == self.claimfile);
+                    if !matches!(self.remove_exact(&self.marker, m.id, ours), Ok(true)) {
+                        log::warn!(
+                            "failed to remove break marker {}: {e}",
+                            self.marker.display()
+                        );
+                    }
                 }
             }
             _ => log::warn!(

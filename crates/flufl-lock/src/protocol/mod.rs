@@ -277,19 +277,28 @@ impl Inner {
         // Taken before the create: the server stamped the claim after this moment.
         let before = self.fs.boot_clock();
         // protocol.md: Acquiring, steps 1-5.
-        let file = match self.call(|| self.fs.create_new(path)) {
-            Ok(f) => f,
-            Err(e) if is_exists(&e) => {
-                // A claim of ours left by an earlier failure in this process: replace it.
-                match self.call(|| self.fs.unlink(path)) {
-                    Ok(()) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(Error::io("remove stale claim file", path, e)),
+        let mut replaced = 0;
+        let file = loop {
+            match self.call(|| self.fs.create_new(path)) {
+                Ok(f) => break f,
+                // A claim of ours left by an earlier failure in this process, or made by a
+                // create whose reply was lost: replace it.
+                Err(e) if is_exists(&e) && replaced < 3 => {
+                    replaced += 1;
+                    match self.call(|| self.fs.unlink(path)) {
+                        Ok(()) => {}
+                        Err(e) if is_not_found(&e) => {}
+                        Err(e) => return Err(Error::io("remove stale claim file", path, e)),
+                    }
                 }
-                self.call(|| self.fs.create_new(path))
-                    .map_err(|e| Error::io("create claim file", path, e))?
+                Err(e) => {
+                    if replaced > 0 {
+                        // Possibly made, its reply lost again: leave nothing behind.
+                        let _ = self.call(|| self.fs.unlink(path));
+                    }
+                    return Err(Error::io("create claim file", path, e));
+                }
             }
-            Err(e) => return Err(Error::io("create claim file", path, e)),
         };
         let stamped = (|| {
             self.call(|| self.fs.write_all(&file, &self.claim_bytes))

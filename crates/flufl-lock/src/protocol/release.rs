@@ -53,9 +53,13 @@ impl Inner {
                 // Retried (after an ESTALE that left it) only while no breaker may act; if
                 // that time ran out meanwhile, the unlock goes on under the marker.
                 Ok(m) if m.id == c.id => match self.unlink_lock(c.id, || !self.near_expiry(&st)) {
-                    Err(_) if matches!(self.call(|| self.fs.lstat(&self.lockfile)), Ok(m) if m.id == c.id) => {
-                        self.release_near_expiry(&mut st)
-                    }
+                    Err(e) => match self.call(|| self.fs.lstat(&self.lockfile)) {
+                        Ok(m) if m.id == c.id => self.release_near_expiry(&mut st),
+                        // Broken meanwhile (our claim was removed with it, or it is another's).
+                        Ok(_) => Err(self.lost("unlock")),
+                        Err(e2) if is_not_found(&e2) => Err(self.lost("unlock")),
+                        Err(_) => Err(e),
+                    },
                     r => r,
                 },
                 Ok(_) => Err(self.lost("unlock")),
