@@ -195,6 +195,7 @@ impl Waiter {
 
     /// A waiter that opens nothing: it records the process it is asked to watch, for an
     /// [`Fs`] that simulates waiting (its [`Fs::wait`] reads [`Waiter::watching`]).
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     pub fn recording() -> Waiter {
         Waiter {
             inner: imp::WaiterImpl::default(),
