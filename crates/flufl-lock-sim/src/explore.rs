@@ -77,13 +77,15 @@ impl Stats {
         self.runs += 1;
         self.steps += o.steps;
         self.max_steps = self.max_steps.max(o.steps);
-        let mut how = Some(how);
-        let mut first = None;
+        if o.violations.is_empty() {
+            return;
+        }
+        let r = how();
         for v in &o.violations {
-            let e = self.found.entry(v.kind).or_insert_with(|| {
-                let r = first.get_or_insert_with(|| how.take().map(|h| h())).clone();
-                (0, r.unwrap_or(Replay::Seed(0)), v.what.clone())
-            });
+            let e = self
+                .found
+                .entry(v.kind)
+                .or_insert_with(|| (0, r.clone(), v.what.clone()));
             e.0 += 1;
         }
     }
