@@ -221,17 +221,29 @@ impl SimFs {
 impl SimFs {
     /// Sleeps `d` of simulated time; `early`: the scheduler may end it up to `SLACK` early.
     pub(crate) fn sleep_for(&self, d: Duration, early: bool) {
+        self.block_for(d, None, early, false);
+    }
+
+    /// A scheduling point, then blocked for `d` of simulated time, or until the process
+    /// `watch` exits, or (`notify`, on local filesystems) the lock file changes name; `early`
+    /// as above. Whether `watch` has exited when it wakes.
+    fn block_for(&self, d: Duration, watch: Option<u32>, early: bool, notify: bool) -> bool {
         let me = self.me;
         let g = match self.world.point(me) {
             Ok(g) => g,
             Err(Crashed) => {
                 self.dead();
-                return;
+                return false;
             }
         };
         let until = g.now + d.as_nanos().min(u128::from(1000 * SEC)) as u64;
-        if self.world.block(g, me, until, false, None, early).is_err() {
-            self.dead();
+        let wake = notify && g.cfg.local;
+        match self.world.block(g, me, until, wake, watch, early) {
+            Ok(g) => watch.is_some_and(|pid| g.pid_gone(me, pid)),
+            Err(Crashed) => {
+                self.dead();
+                false
+            }
         }
     }
 }
@@ -421,28 +433,9 @@ impl Fs for SimFs {
     }
 
     fn wait(&self, waiter: &mut Waiter, timeout: Duration) {
-        let watch = waiter.watching();
-        let me = self.me;
-        let g = match self.world.point(me) {
-            Ok(g) => g,
-            Err(Crashed) => {
-                self.dead();
-                return;
-            }
-        };
-        let until = g.now + timeout.as_nanos().min(u128::from(1000 * SEC)) as u64;
-        let local = g.cfg.local;
-        match self.world.block(g, me, until, local, watch, true) {
-            // As a pidfd that polls readable: the watch ends when the process has exited.
-            Ok(g) => {
-                if watch.is_some_and(|pid| g.pid_gone(me, pid)) {
-                    drop(g);
-                    waiter.watch_process(None);
-                }
-            }
-            Err(Crashed) => {
-                self.dead();
-            }
+        // As a pidfd that polls readable: the watch ends when the process has exited.
+        if self.block_for(timeout, waiter.watching(), true, true) {
+            waiter.watch_process(None);
         }
     }
 
