@@ -490,12 +490,14 @@ fn errno_of(st: nfsstat3) -> Errno {
 
 /// One NFS call: counted, on a pooled connection, with a time limit, retried
 /// after NFS3ERR_JUKEBOX (as a kernel client does), reconnecting after a
-/// transport error. Evaluates to Result<resok, Errno>.
+/// transport error, sent once more on a new connection when no reply came
+/// within the time limit. Evaluates to Result<resok, Errno>.
 macro_rules! nfs {
     ($b:expr, $proc:expr, $c:ident => $call:expr) => {{
         let b: &Bridge = $b;
         let mut out = Err(Errno::EIO);
         let mut backoff = Duration::from_millis(5);
+        let mut retransmitted = false;
         for attempt in 0..100 {
             b.stats.calls[$proc as usize].fetch_add(1, Ordering::Relaxed);
             let mut guard = b.pool.get().await;
@@ -545,9 +547,17 @@ macro_rules! nfs {
                     break;
                 }
                 Err(_) => {
-                    eprintln!("nfs-bridge[{}]: {} timed out", b.opts.name, PROC_NAMES[$proc as usize]);
                     b.stats.errors.fetch_add(1, Ordering::Relaxed);
                     *guard = None;
+                    if !retransmitted {
+                        // No reply (nfs-ganesha 4.3 drops some calls it cannot answer, e.g.
+                        // "Not enough memory in nfs3_FhandleToCache"): send it again on a new
+                        // connection, once, as a kernel client retransmits after its timeout.
+                        eprintln!("nfs-bridge[{}]: {} timed out; sending it again", b.opts.name, PROC_NAMES[$proc as usize]);
+                        retransmitted = true;
+                        continue;
+                    }
+                    eprintln!("nfs-bridge[{}]: {} timed out", b.opts.name, PROC_NAMES[$proc as usize]);
                     out = Err(Errno::EIO);
                     break;
                 }
