@@ -40,24 +40,20 @@ impl Dfs {
             pos: 0,
         }
     }
+}
 
-    /// The next choice vector after this run's, depth first; `None` when all are done.
-    pub fn next_prefix(self) -> Option<Vec<(usize, usize)>> {
-        let pos = self.pos;
-        self.next_prefix_after(pos)
-    }
-
-    /// The next choice vector after the first `len` choices of this one.
-    pub fn next_prefix_after(mut self, len: usize) -> Option<Vec<(usize, usize)>> {
-        self.made.truncate(len);
-        while let Some((c, n)) = self.made.pop() {
-            if c + 1 < n {
-                self.made.push((c + 1, n));
-                return Some(self.made);
-            }
+/// The choice vector after `made` (a run's whole record), depth first: the last choice that
+/// has another option takes it, and everything after it is dropped (to be taken as option
+/// 0). `None` when every vector has been run.
+pub fn next_schedule(made: &[(usize, usize)]) -> Option<Vec<(usize, usize)>> {
+    let mut v = made.to_vec();
+    while let Some((c, n)) = v.pop() {
+        if c + 1 < n {
+            v.push((c + 1, n));
+            return Some(v);
         }
-        None
     }
+    None
 }
 
 impl Decide for Dfs {
@@ -143,13 +139,7 @@ impl Decide for Random {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule(pub Vec<(usize, usize)>);
 
-impl Schedule {
-    /// The vector to replay: the choices up to the last non-default one; the option counts
-    /// are learned again as the run goes.
-    pub fn prefix(&self) -> Vec<(usize, usize)> {
-        self.0.clone()
-    }
-}
+impl Schedule {}
 
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -206,7 +196,7 @@ mod tests {
                 0
             };
             seen.push((a, b));
-            prefix = d.next_prefix();
+            prefix = next_schedule(d.record());
         }
         assert_eq!(seen, vec![(0, 0), (1, 0), (1, 1), (1, 2)]);
         let s: Schedule = "x1=2".parse().unwrap();

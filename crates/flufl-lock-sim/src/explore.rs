@@ -1,7 +1,7 @@
 //! Exploration: every schedule within a scenario's bounds (depth first), or seeded random
 //! schedules; the counts, and the first failing schedule of each kind of violation.
 
-use crate::decide::{Dfs, Random, Schedule};
+use crate::decide::{next_schedule, Dfs, Random, Schedule};
 use crate::scenario::{run, Outcome, Scenario};
 use crate::world::ViolationKind;
 use std::collections::BTreeMap;
@@ -48,7 +48,7 @@ pub fn replay(sc: &Scenario, r: &Replay, trace: bool) -> Outcome {
         Replay::Seed(seed) => run(sc, Box::new(Random::new(*seed)), *seed, trace),
         Replay::Schedule(s) => run(
             sc,
-            Box::new(Dfs::replay(s.prefix())),
+            Box::new(Dfs::replay(s.0.clone())),
             EXHAUSTIVE_SEED,
             trace,
         ),
@@ -66,8 +66,6 @@ pub struct Stats {
     pub found: BTreeMap<ViolationKind, (u64, Replay, String)>,
     /// Scheduling points passed in all runs.
     pub steps: u64,
-    /// The most in one run.
-    pub max_steps: u64,
     /// Wall time taken.
     pub elapsed: Duration,
 }
@@ -76,7 +74,6 @@ impl Stats {
     fn add(&mut self, o: &Outcome, how: impl FnOnce() -> Replay) {
         self.runs += 1;
         self.steps += o.steps;
-        self.max_steps = self.max_steps.max(o.steps);
         if o.violations.is_empty() {
             return;
         }
@@ -94,7 +91,6 @@ impl Stats {
     pub fn merge(&mut self, o: Stats) {
         self.runs += o.runs;
         self.steps += o.steps;
-        self.max_steps = self.max_steps.max(o.max_steps);
         self.elapsed = self.elapsed.max(o.elapsed);
         for (k, (n, r, w)) in o.found {
             let e = self.found.entry(k).or_insert((0, r, w));
@@ -125,7 +121,7 @@ pub fn exhaustive(sc: &Scenario, limit: u64) -> Stats {
         }
         let o = run(sc, Box::new(Dfs::replay(p)), EXHAUSTIVE_SEED, false);
         stats.add(&o, || Replay::Schedule(Schedule(o.record.clone())));
-        prefix = Dfs::replay(o.record.clone()).next_prefix_after(o.record.len());
+        prefix = next_schedule(&o.record);
     }
     stats.complete = true;
     stats.elapsed = start.elapsed();
