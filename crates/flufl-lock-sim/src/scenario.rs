@@ -421,7 +421,7 @@ pub fn run(sc: &Scenario, dec: Box<dyn Decide>, seed: u64, trace: bool) -> Outco
     }
 }
 
-/// The fault menu of most scenarios: every fault of a file call and of the liveness query.
+/// The fault menu of the local scenarios: every fault of a file call that is not a clock's.
 pub fn file_faults() -> Vec<Fault> {
     use Fault::*;
     vec![
@@ -470,6 +470,16 @@ fn host(name: &str, skew: i64) -> HostSpec {
     HostSpec {
         name: name.to_string(),
         skew,
+    }
+}
+
+/// A flufl.lock 10.0.0 peer on `host`: one round, `hold` in the critical section.
+fn flufl(host: usize, hold: u64, start: u64) -> ProcSpec {
+    ProcSpec {
+        host,
+        program: Program::Flufl { rounds: 1, hold },
+        start,
+        after: None,
     }
 }
 
@@ -634,12 +644,7 @@ pub fn scenarios() -> Vec<Scenario> {
             hosts: vec![host("a", 0), host("b", 0)],
             procs: vec![
                 ours(0, 1, hold, 0),
-                ProcSpec {
-                    host: 1,
-                    program: Program::Flufl { rounds: 1, hold },
-                    start: 0,
-                    after: None,
-                },
+                flufl(1, hold, 0),
                 ours(0, 1, hold, 0),
             ],
             cfg: flufl_cfg(),
@@ -651,24 +656,9 @@ pub fn scenarios() -> Vec<Scenario> {
             about: "three flufl.lock 10.0.0 peers (the comparison for `mixed`): its break races itself",
             hosts: vec![host("a", 0), host("b", 0)],
             procs: vec![
-                ProcSpec {
-                    host: 0,
-                    program: Program::Flufl { rounds: 1, hold },
-                    start: 0,
-                    after: None,
-                },
-                ProcSpec {
-                    host: 1,
-                    program: Program::Flufl { rounds: 1, hold },
-                    start: 0,
-                    after: None,
-                },
-                ProcSpec {
-                    host: 1,
-                    program: Program::Flufl { rounds: 1, hold },
-                    start: 0,
-                    after: None,
-                },
+                flufl(0, hold, 0),
+                flufl(1, hold, 0),
+                flufl(1, hold, 0),
             ],
             cfg: flufl_cfg(),
             lifetime,
@@ -702,12 +692,7 @@ pub fn scenarios() -> Vec<Scenario> {
             hosts: vec![host("a", 0), host("b", 12 * SEC as i64)],
             procs: vec![
                 ours(0, 1, 500 * MS, 0),
-                ProcSpec {
-                    host: 1,
-                    program: Program::Flufl { rounds: 1, hold },
-                    start: 10 * MS,
-                    after: None,
-                },
+                flufl(1, hold, 10 * MS),
             ],
             cfg: cfg(false, vec![], 0, 2),
             lifetime,

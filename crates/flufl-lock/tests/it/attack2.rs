@@ -4,10 +4,11 @@
 //! confirmation of a new lock whose deadline passed (`confirm_fresh`, with a re-learned
 //! server clock), and the probe create retried after `EEXIST`.
 //!
-//! Tests marked **BREAK** fail on the code they were written against: each stages the exact
-//! interleaving in its doc comment and asserts what a correct implementation must do. The
-//! others probe a suspicion that turned out to hold (the attack is documented, the library
-//! resists it).
+//! Tests marked **BREAK** failed on the code they were written against (2abfed0..a09f3c4)
+//! and pass since 8c7a26c, which fixed each as its doc comment's "Fix" suggests: each stages
+//! the exact interleaving and asserts what a correct implementation must do. The others
+//! probe a suspicion that turned out to hold (the attack is documented, the library resists
+//! it).
 
 #![cfg(unix)]
 
