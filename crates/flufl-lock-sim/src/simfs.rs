@@ -403,6 +403,18 @@ impl Fs for SimFs {
         })
     }
 
+    /// The names at this moment; not a scheduling point (waiters use it for hints only).
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
+        if dir != Path::new(DIR) {
+            return Err(errno(ENOENT));
+        }
+        let g = self.world.lock();
+        Ok(g.names
+            .iter()
+            .map(|(name, &ino)| (name.into(), ino as u64 + 1))
+            .collect())
+    }
+
     fn is_remote(&self, _dir: &Path) -> io::Result<bool> {
         Ok(!self.world.lock().cfg.local)
     }

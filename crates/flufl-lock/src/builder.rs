@@ -492,6 +492,7 @@ impl LockBuilder {
                 busy: false,
                 malformed: None,
                 marker_taken: None,
+                remote: None,
             }),
             idle: std::sync::Condvar::new(),
             pid,

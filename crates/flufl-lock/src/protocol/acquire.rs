@@ -6,8 +6,14 @@
 //! (`asynk.rs`) run the same attempts on one claim; neither holds the state lock while it
 //! sleeps, so queries from other threads answer at once.
 
+use super::queue::Queue;
 use super::*;
 use crate::wait::Backoff;
+
+/// With a change notification that wakes a waiter when the lock is removed (inotify, on a
+/// local Linux filesystem), polling is only a safety net: from this pause up to once a
+/// second.
+const NOTIFIED_POLL: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 
 /// What one acquisition carries from attempt to attempt.
 pub(crate) struct Acquisition {
@@ -29,6 +35,11 @@ pub(crate) struct Acquisition {
     /// Our link made the lock file our claim at least once: an acquisition that fails
     /// after that removes the lock file if it is still ours.
     linked: bool,
+    /// The lock file last read and its claim: while the lock file is still that inode, a
+    /// poll is `link` and `lstat` alone (docs/protocol.md: Waiting).
+    known: Option<(FileId, Box<Claim>)>,
+    /// Our place in line, waiting on a remote filesystem.
+    queue: Option<Queue>,
 }
 
 /// What to do after an attempt.
@@ -75,21 +86,24 @@ impl Inner {
         }
         self.create_claim(&mut st)?;
         st.busy = true;
+        // Kept for the Lock's life: closing an inotify descriptor waits for an RCU grace
+        // period (milliseconds), which would otherwise be paid on every contended
+        // acquisition, between winning the lock and returning.
+        let waiter = if notify { st.waiter.take() } else { None };
         Ok(Acquisition {
             start,
             // A timeout too large for the clock (`Duration::MAX`) is no timeout.
             deadline: timeout.and_then(|t| start.checked_add(t)),
-            backoff: Backoff::new(self.cfg.min_poll, self.cfg.max_poll),
+            backoff: self.backoff_for(waiter.as_ref()),
             notify,
-            // Kept for the Lock's life: closing an inotify descriptor waits for an RCU grace
-            // period (milliseconds), which would otherwise be paid on every contended
-            // acquisition, between winning the lock and returning.
-            waiter: if notify { st.waiter.take() } else { None },
+            waiter,
             last_holder: None,
             transient: 0,
             logged: false,
             last_alive: None,
             linked: false,
+            known: None,
+            queue: None,
         })
     }
 
@@ -142,9 +156,10 @@ impl Inner {
         let j = self.judge_holder(st, a, &meta, &holder);
         if j.breakable() && self.break_lock(st, (meta.id, &holder), j.why(), false)? {
             a.backoff.reset();
+            a.known = None;
             return Ok(Next::Again);
         }
-        self.plan_wait(a, &meta, &holder, &j)
+        self.plan_wait(st, a, &meta, &holder, &j)
     }
 
     /// Acquiring, step 6: `link(claim, L)`. `None`: the lock is held by someone (`EEXIST`),
@@ -197,11 +212,27 @@ impl Inner {
         st: &mut State,
         a: &mut Acquisition,
     ) -> Result<std::result::Result<(Meta, Box<Claim>), Next>> {
+        // protocol.md: Waiting. Still the lock file read last time: its attributes alone.
+        // (`link`'s exclusive lookup has just asked the server about the name, so on NFS
+        // the attributes the `lstat` reads are fresh, and it costs no further call.)
+        if let Some((id, c)) = &a.known {
+            match self.call(|| self.fs.lstat(&self.lockfile)) {
+                Ok(m) if m.id == *id && m.kind == FileKind::Regular => {
+                    return Ok(Ok((m, c.clone())));
+                }
+                Err(e) if is_not_found(&e) => {
+                    a.known = None;
+                    return Ok(Err(Next::Again));
+                }
+                _ => a.known = None,
+            }
+        }
         // protocol.md: Acquiring, after step 6 (the lock file read through open + fstat).
         match self.view(st)? {
             View::Theirs(meta, c) => {
                 a.transient = 0;
                 st.malformed = None;
+                a.known = Some((meta.id, c.clone()));
                 Ok(Ok((meta, c)))
             }
             View::Ours => {
@@ -267,10 +298,12 @@ impl Inner {
         self.judge(meta.modified, self.now_for(st, holder), holder, live)
     }
 
-    /// Waiting: time out, or report, set up the watches and say how long to sleep: the
-    /// backoff, never past the holder's expiry or our timeout.
+    /// Waiting: time out, or report, set up the watches and say how long to sleep: our turn's
+    /// period on a remote filesystem, else the backoff; never past the holder's expiry, our
+    /// timeout, or the next re-stamp of our claim.
     fn plan_wait(
         &self,
+        st: &mut State,
         a: &mut Acquisition,
         meta: &Meta,
         holder: &Claim,
@@ -306,11 +339,18 @@ impl Inner {
                 expires_in: Some(j.left),
             });
         }
-        if a.notify && a.waiter.is_none() {
+        let remote = *st.remote.get_or_insert_with(|| {
             let dir = self.lockfile.parent().unwrap_or(Path::new("/"));
-            let notify = matches!(self.fs.is_remote(dir), Ok(false));
+            !matches!(self.fs.is_remote(dir), Ok(false))
+        });
+        if remote && a.queue.is_none() {
+            a.queue = Some(Queue::default());
+        }
+        if a.notify && a.waiter.is_none() {
             // Watch first, then try again at once, so a release in between is not missed.
-            a.waiter = Some(self.fs.waiter(&self.lockfile, notify));
+            let w = self.fs.waiter(&self.lockfile, !remote);
+            a.backoff = self.backoff_for(Some(&w));
+            a.waiter = Some(w);
             return Ok(Next::Again);
         }
         if let Some(w) = a.waiter.as_mut() {
@@ -320,14 +360,29 @@ impl Inner {
                 None
             });
         }
-        let mut pause = a
-            .backoff
-            .step(self.fs.random())
-            .min(j.left + Duration::from_millis(1));
+        let mut pause = match a.queue.as_mut() {
+            Some(q) => jitter(self.take_turn(st, q, meta.id.ino), self.fs.random()),
+            None => a.backoff.step(self.fs.random()),
+        };
+        // Wake for the holder's expiry, and in time to re-stamp our claim (`attempt`).
+        pause = pause
+            .min(j.left + Duration::from_millis(1))
+            .min((st.lifetime / 8).max(self.cfg.min_poll));
         if let Some(d) = a.deadline {
             pause = pause.min(d.saturating_duration_since(now));
         }
         Ok(Next::Wait(pause))
+    }
+
+    /// The backoff between polls: `poll_interval`'s, or [`NOTIFIED_POLL`] (when longer)
+    /// when `waiter` is woken by a release.
+    fn backoff_for(&self, waiter: Option<&Waiter>) -> Backoff {
+        let (min, max) = (self.cfg.min_poll, self.cfg.max_poll);
+        if waiter.is_some_and(Waiter::notifies) {
+            Backoff::new(min.max(NOTIFIED_POLL.0), max.max(NOTIFIED_POLL.1))
+        } else {
+            Backoff::new(min, max)
+        }
     }
 
     /// After an acquisition failed once our link had made the lock file our claim (a
@@ -403,4 +458,9 @@ impl Inner {
         // (`end_acquire` removes it).
         Err(Error::too_slow(&self.lockfile, st.lifetime))
     }
+}
+
+/// `d` ± 20 % (from `random`), so that waiters that polled together spread out.
+fn jitter(d: Duration, random: u64) -> Duration {
+    d.mul_f64((random % 401) as f64 / 1000.0 + 0.8)
 }

@@ -6,6 +6,7 @@
 mod acquire;
 mod breaking;
 mod marker;
+mod queue;
 mod release;
 
 #[cfg(feature = "tokio")]
@@ -54,6 +55,8 @@ pub(crate) struct State {
     /// While we hold the break marker: when we set out to take it, on the boot clock (a
     /// removal whose outcome is unknown is made again only while the marker is young).
     pub(crate) marker_taken: Option<Duration>,
+    /// Whether the lock's directory is on a remote filesystem, once a wait asked.
+    pub(crate) remote: Option<bool>,
 }
 
 pub(crate) struct Inner {

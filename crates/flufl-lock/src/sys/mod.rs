@@ -6,6 +6,7 @@
 //! `EINTR`, a stale link count) without patching the algorithm. The trait is reachable from
 //! outside the crate only with the `fault-injection` feature and is **not** a stable API.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -131,6 +132,11 @@ pub trait Fs: Send + Sync + fmt::Debug {
     fn is_remote(&self, dir: &Path) -> io::Result<bool>;
     /// The state of process `pid` in our pid namespace.
     fn process(&self, pid: u32) -> ProcState;
+    /// The names in directory `dir`, each with its inode number (`readdir(3)`; 0 where the
+    /// platform gives none): waiters read the claim files beside a lock to take turns.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<(OsString, u64)>> {
+        imp::list_dir(dir)
+    }
     /// Blocks until `lock_name` in `dir` may have been removed or renamed, until the
     /// process `pid` exits, or until `timeout` passes, whichever comes first.
     fn wait(&self, waiter: &mut Waiter, timeout: Duration);
@@ -210,6 +216,12 @@ impl Waiter {
             Some(r) => *r = pid,
             None => self.inner.watch_process(pid),
         }
+    }
+
+    /// Whether a removal of the lock wakes [`Fs::wait`] (Linux inotify on a local
+    /// filesystem), so that polling is only a safety net.
+    pub fn notifies(&self) -> bool {
+        self.recorded.is_none() && self.inner.notifies()
     }
 
     /// The process being watched, until it exits.

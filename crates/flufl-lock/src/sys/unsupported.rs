@@ -99,6 +99,11 @@ pub fn hostname() -> String {
     "localhost".to_string()
 }
 
+/// No directory can be read here.
+pub fn list_dir(_dir: &Path) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
+    unsupported()
+}
+
 /// Nothing proves a holder's identity here.
 pub fn host_identity() -> HostIdentity {
     HostIdentity::default()
@@ -123,6 +128,10 @@ impl WaiterImpl {
 
     pub fn watching(&self) -> Option<u32> {
         None
+    }
+
+    pub fn notifies(&self) -> bool {
+        false
     }
 
     /// Returns at once (see the module docs).

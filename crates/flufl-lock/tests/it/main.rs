@@ -23,5 +23,7 @@ mod review;
 #[cfg(all(unix, feature = "tokio"))]
 mod shape;
 mod support;
+#[cfg(unix)]
+mod waiting;
 #[cfg(windows)]
 mod windows;

@@ -237,6 +237,9 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
     fn is_remote(&self, dir: &Path) -> io::Result<bool> {
         RealFs.is_remote(dir)
     }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
+        RealFs.list_dir(dir)
+    }
     fn process(&self, pid: u32) -> ProcState {
         RealFs.process(pid)
     }
@@ -301,6 +304,9 @@ impl<L: Layer> Fs for Layered<L> {
     }
     fn is_remote(&self, dir: &Path) -> io::Result<bool> {
         self.0.is_remote(dir)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
+        self.0.list_dir(dir)
     }
     fn process(&self, pid: u32) -> ProcState {
         self.0.process(pid)

@@ -171,6 +171,11 @@ impl WaiterImpl {
         self.pidfd.as_ref().map(|p| p.0)
     }
 
+    /// Whether a removal of the lock wakes [`WaiterImpl::wait`] (inotify is set up).
+    pub fn notifies(&self) -> bool {
+        self.inotify.is_some()
+    }
+
     pub fn watch_process(&mut self, pid: Option<u32>) {
         match pid {
             None => self.pidfd = None,

@@ -217,6 +217,13 @@ pub fn host_identity() -> HostIdentity {
     platform::host_identity()
 }
 
+pub fn list_dir(dir: &Path) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
+    use std::os::unix::fs::DirEntryExt;
+    std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| (e.file_name(), e.ino())))
+        .collect()
+}
+
 /// Linux: `CLOCK_BOOTTIME`, which counts suspended time. Elsewhere `CLOCK_MONOTONIC`, which
 /// counts it on macOS and FreeBSD (and not on OpenBSD and NetBSD: there a suspend is not seen).
 pub fn boot_clock() -> Duration {

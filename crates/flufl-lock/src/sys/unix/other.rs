@@ -36,6 +36,9 @@ impl WaiterImpl {
     pub fn watching(&self) -> Option<u32> {
         None
     }
+    pub fn notifies(&self) -> bool {
+        false
+    }
     pub fn wait(&mut self, timeout: Duration) {
         std::thread::sleep(timeout)
     }

@@ -228,6 +228,12 @@ impl WaiterImpl {
         self.process.as_ref().map(|p| p.0)
     }
 
+    /// Never counted on to wake a waiter for a release: waiters poll at their usual
+    /// rate here (the directory watch only makes hand-off faster).
+    pub fn notifies(&self) -> bool {
+        false
+    }
+
     /// `OpenProcess(SYNCHRONIZE)` on the holder, whose handle is signalled when it exits.
     pub fn watch_process(&mut self, pid: Option<u32>) {
         match pid {
