@@ -1,0 +1,564 @@
+//! The `flufl_lock_rs._native` extension module: the flufl-lock library's [`Lock`] for the
+//! Python package `flufl_lock_rs`.
+//!
+//! This module is the thin native half. The Python half (`python/flufl_lock_rs/_lockfile.py`)
+//! gives it flufl.lock 10.0.0's API: the `Lock` class, `LockState`, the exceptions,
+//! `timedelta` and `datetime` values. Here each call releases the GIL around the library
+//! call, and a waiting `lock()` wakes every [`SLICE`] to let Python run its signal handlers,
+//! so that Ctrl-C raises `KeyboardInterrupt` at once, with no claim file left behind.
+//!
+//! The library logs through the `log` crate; this module forwards those records to Python's
+//! `flufl.lock` logger (flufl.lock's), at the level that logger is enabled for.
+//!
+//! The crate builds only as a cdylib, by maturin (`crates/flufl-lock-py/pyproject.toml`),
+//! which sets `PYO3_BUILD_EXTENSION_MODULE` so that it does not link libpython. It has no
+//! Rust tests: its tests are Python's (`tests/`, run by `scripts/test-python.sh`).
+
+use flufl_lock::{Error, ErrorKind, Lock, LockState};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The longest a waiting `lock()` stays in the library without looking at Python's signals.
+/// Ctrl-C is answered within this (plus the few system calls that end an attempt).
+const SLICE: Duration = Duration::from_millis(50);
+
+/// The errnos the library retries by default; a Python `retry_errnos` list adds to them
+/// (flufl.lock always treats `ENOENT` and `ESTALE` as its `ERRORS`).
+#[cfg(unix)]
+const DEFAULT_RETRY_ERRNOS: &[i32] = &[libc::ESTALE];
+/// `ERROR_SHARING_VIOLATION`, as the library retries on Windows.
+#[cfg(windows)]
+const DEFAULT_RETRY_ERRNOS: &[i32] = &[32];
+#[cfg(not(any(unix, windows)))]
+const DEFAULT_RETRY_ERRNOS: &[i32] = &[];
+
+/// The library's `Lock`, for one Python `Lock` object.
+#[pyclass(frozen, module = "flufl_lock_rs._native")]
+#[derive(Debug)]
+pub struct RawLock {
+    /// `None` only while it is dropped.
+    lock: Option<Lock>,
+    /// The process that built it: a child forked from that process must neither use nor
+    /// release it.
+    built_in: u32,
+    lockfile: String,
+    claimfile: String,
+    hostname: String,
+}
+
+/// What the caller of a failing call was doing: flufl.lock words its errors per operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Lock,
+    Unlock,
+    Details,
+    Other,
+}
+
+#[pymethods]
+impl RawLock {
+    /// A lock on `lockfile` (made absolute). `lifetime` and `foreign_slop` are in seconds;
+    /// `retry_errnos` are retried on top of the library's defaults; `now`, if given, is
+    /// called for the wall-clock time (a POSIX timestamp), flufl.lock's `_now()` hook.
+    #[new]
+    #[pyo3(signature = (lockfile, lifetime, separator, retry_errnos, foreign_slop, now=None))]
+    fn new(
+        lockfile: PathBuf,
+        lifetime: f64,
+        separator: &str,
+        retry_errnos: Vec<i32>,
+        foreign_slop: f64,
+        now: Option<Py<PyAny>>,
+    ) -> PyResult<RawLock> {
+        let mut chars = separator.chars();
+        let sep = match (chars.next(), chars.next()) {
+            (Some(c), None) => c,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "the separator must be one character, not {separator:?}"
+                )))
+            }
+        };
+        let mut builder = Lock::builder(&lockfile)
+            .lifetime(seconds(lifetime, "lifetime")?)
+            .separator(sep)
+            .foreign_slop(seconds(foreign_slop, "CLOCK_SLOP")?);
+        if !retry_errnos.is_empty() {
+            builder =
+                builder.retry_errnos(DEFAULT_RETRY_ERRNOS.iter().chain(&retry_errnos).copied());
+        }
+        if let Some(now) = now {
+            builder = builder.clock(move || python_now(&now));
+        }
+        let lock = builder
+            .build()
+            .map_err(|e| Python::attach(|py| convert(py, e, Op::Other)))?;
+        Ok(RawLock {
+            lockfile: path_str(lock.lockfile()),
+            claimfile: path_str(lock.claimfile()),
+            hostname: lock.hostname().to_owned(),
+            lock: Some(lock),
+            built_in: std::process::id(),
+        })
+    }
+
+    /// Takes the lock, waiting at most `timeout` seconds (`None`: forever), with the GIL
+    /// released. Raises `AlreadyLockedError`, `TimeOutError`, `OSError`, or whatever a
+    /// signal handler raises (`KeyboardInterrupt`): then the lock is not held and our claim
+    /// file is gone.
+    #[pyo3(signature = (timeout=None))]
+    fn lock(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        sync_log_level(py);
+        let lock = self.inner();
+        let start = Instant::now();
+        let deadline = match timeout {
+            // A timeout too long for the clock is no timeout.
+            Some(t) => start.checked_add(seconds(t.max(0.0), "timeout")?),
+            None => None,
+        };
+        let mut retaken = false;
+        let mut malformed_logged = false;
+        loop {
+            let slice = deadline.map_or(SLICE, |d| {
+                d.saturating_duration_since(Instant::now()).min(SLICE)
+            });
+            let result = py.detach(|| lock.lock_timeout(slice));
+            let over = deadline.is_some_and(|d| Instant::now() >= d);
+            match result {
+                Ok(()) => {
+                    // A signal that came while we took it: give the lock back, so that an
+                    // exception from lock() always means "not held".
+                    if let Err(e) = py.check_signals() {
+                        let _ = py.detach(|| lock.unlock());
+                        return Err(e);
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut && !over => {}
+                Err(e) if e.kind() == ErrorKind::TimedOut => return Err(timed_out(py, start, &e)),
+                // flufl.lock waits on a lock file that holds no claim until its timeout (it
+                // never breaks it); the library gives up on it after a second. Wait, as
+                // flufl.lock does.
+                Err(e) if is_malformed(&e, lock) => {
+                    if !malformed_logged {
+                        log::error!("lockfile exists but isn't safe to break: {}", self.lockfile);
+                        malformed_logged = true;
+                    }
+                    if over {
+                        return Err(timed_out(py, start, &e));
+                    }
+                    py.detach(|| std::thread::sleep(slice));
+                }
+                // The library remembers holding the lock; if another process broke it since
+                // (it expired), flufl.lock would simply take it again: forget it and do so.
+                Err(e) if e.kind() == ErrorKind::AlreadyLocked && !retaken => {
+                    let ours = py
+                        .detach(|| lock.is_locked())
+                        .map_err(|e| convert(py, e, Op::Lock))?;
+                    if ours {
+                        return Err(convert(py, e, Op::Lock));
+                    }
+                    py.detach(|| lock.unlock_unconditionally())
+                        .map_err(|e| convert(py, e, Op::Lock))?;
+                    retaken = true;
+                    continue;
+                }
+                Err(e) => return Err(convert(py, e, Op::Lock)),
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// Releases the lock (`unconditionally`: without complaining that we do not hold it)
+    /// and removes our claim file. Raises `NotLockedError` or `OSError`.
+    #[pyo3(signature = (unconditionally=false))]
+    fn unlock(&self, py: Python<'_>, unconditionally: bool) -> PyResult<()> {
+        let lock = self.inner();
+        py.detach(|| {
+            if unconditionally {
+                lock.unlock_unconditionally()
+            } else {
+                lock.unlock()
+            }
+        })
+        .map_err(|e| convert(py, e, Op::Unlock))
+    }
+
+    /// Extends the lock by `lifetime` seconds (or its lifetime), which becomes its lifetime.
+    /// Returns `None`, or the library's explanation when we do not hold the lock (the Python
+    /// layer raises flufl.lock's `NotLockedError`). Raises `OSError`.
+    #[pyo3(signature = (lifetime=None, unconditionally=false))]
+    fn refresh(
+        &self,
+        py: Python<'_>,
+        lifetime: Option<f64>,
+        unconditionally: bool,
+    ) -> PyResult<Option<String>> {
+        let lifetime = lifetime.map(|l| seconds(l, "lifetime")).transpose()?;
+        let lock = self.inner();
+        match py.detach(|| lock.refresh(lifetime, unconditionally)) {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotLocked => Ok(Some(e.to_string())),
+            Err(e) => Err(convert(py, e, Op::Other)),
+        }
+    }
+
+    /// Whether we hold the lock; with `refresh`, a lock we hold is also refreshed, as
+    /// flufl.lock's `is_locked` does (a lock found lost meanwhile reads as not held).
+    #[pyo3(signature = (refresh=false))]
+    fn is_locked(&self, py: Python<'_>, refresh: bool) -> PyResult<bool> {
+        let lock = self.inner();
+        py.detach(|| {
+            if !lock.is_locked()? {
+                return Ok(false);
+            }
+            if !refresh {
+                return Ok(true);
+            }
+            match lock.refresh(None, false) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::NotLocked => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(|e| convert(py, e, Op::Other))
+    }
+
+    /// `(hostname, pid, lockfile, claimfile)` as the lock file says. Raises
+    /// `NotLockedError('Details are unavailable')` when it holds no claim.
+    fn details(&self, py: Python<'_>) -> PyResult<(String, u32, String, String)> {
+        let lock = self.inner();
+        let d = py
+            .detach(|| lock.details())
+            .map_err(|e| convert(py, e, Op::Details))?;
+        Ok((
+            d.hostname,
+            d.pid,
+            path_str(&d.lockfile),
+            path_str(&d.claimfile),
+        ))
+    }
+
+    /// flufl.lock's `LockState` value (1 to 6). The library calls the lock ours when the
+    /// lock file is our claim's inode; flufl.lock reads its content, so a lock file of ours
+    /// rewritten to say something else (a test does this) is `unknown`, as it says.
+    fn state(&self, py: Python<'_>) -> PyResult<u8> {
+        let lock = self.inner();
+        let state = py.detach(|| -> flufl_lock::Result<LockState> {
+            let s = lock.state()?;
+            if matches!(s, LockState::Ours | LockState::OursExpired) {
+                match lock.details() {
+                    Ok(d) if d.claimfile == lock.claimfile() => {}
+                    Ok(_) => return Ok(LockState::Unknown),
+                    Err(e) if e.kind() == ErrorKind::NotLocked => return Ok(LockState::Unknown),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(s)
+        });
+        let state = state.map_err(|e| convert(py, e, Op::Other))?;
+        Ok(match state {
+            LockState::Unlocked => 1,
+            LockState::Ours => 2,
+            LockState::OursExpired => 3,
+            LockState::Stale => 4,
+            LockState::TheirsExpired => 5,
+            // `LockState` may grow; anything else is flufl.lock's "cannot tell".
+            _ => 6,
+        })
+    }
+
+    /// The lock file's expiry (its modification time), a POSIX timestamp. Raises
+    /// `FileNotFoundError` when there is no lock file, as flufl.lock's `os.stat` does.
+    fn expiration(&self, py: Python<'_>) -> PyResult<f64> {
+        let lock = self.inner();
+        match py.detach(|| lock.expiration()) {
+            Ok(t) => Ok(timestamp(t)),
+            Err(e) if e.kind() == ErrorKind::NotLocked => Err(errno_error(py, libc_enoent(), &e)),
+            Err(e) => Err(convert(py, e, Op::Other)),
+        }
+    }
+
+    /// The lifetime, in seconds.
+    #[getter]
+    fn lifetime(&self, py: Python<'_>) -> f64 {
+        let lock = self.inner();
+        py.detach(|| lock.lifetime().as_secs_f64())
+    }
+
+    /// Sets the lifetime for the next acquisition or refresh, in seconds.
+    fn set_lifetime(&self, py: Python<'_>, lifetime: f64) -> PyResult<()> {
+        let lifetime = seconds(lifetime, "lifetime")?;
+        let lock = self.inner();
+        py.detach(|| lock.set_lifetime(lifetime));
+        Ok(())
+    }
+
+    /// The lock file's absolute path.
+    #[getter]
+    fn lockfile(&self) -> &str {
+        &self.lockfile
+    }
+
+    /// Our claim file's absolute path.
+    #[getter]
+    fn claimfile(&self) -> &str {
+        &self.claimfile
+    }
+
+    /// The host name written into our claims (Python's `socket.getfqdn()`).
+    #[getter]
+    fn hostname(&self) -> &str {
+        &self.hostname
+    }
+}
+
+impl RawLock {
+    fn inner(&self) -> &Lock {
+        self.lock
+            .as_ref()
+            .expect("the Lock is present until RawLock is dropped")
+    }
+}
+
+impl Drop for RawLock {
+    /// As flufl.lock: a `Lock` object that is garbage collected leaves a held lock held (it
+    /// expires, or a waiter on this host breaks it once this process is gone). In a child
+    /// forked from the process that built it, nothing at all is touched: the lock and its
+    /// claim are the parent's.
+    fn drop(&mut self) {
+        let Some(lock) = self.lock.take() else { return };
+        if std::process::id() != self.built_in {
+            std::mem::forget(lock);
+        } else {
+            lock.leak();
+        }
+    }
+}
+
+/// A Python number of seconds as a `Duration`: `ValueError` if negative or not finite.
+fn seconds(value: f64, what: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{what} must be a non-negative number of seconds, not {value}"
+        ))
+    })
+}
+
+/// A path as Python's `os.fsdecode` gives it.
+fn path_str(path: &Path) -> String {
+    let s: &OsStr = path.as_os_str();
+    match s.to_str() {
+        Some(s) => s.to_owned(),
+        None => Python::attach(|py| {
+            s.into_pyobject(py)
+                .ok()
+                .and_then(|o| o.extract::<String>().ok())
+                .unwrap_or_else(|| s.to_string_lossy().into_owned())
+        }),
+    }
+}
+
+/// Seconds since the epoch (negative before it).
+fn timestamp(t: SystemTime) -> f64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// The wall clock as the Python `_now` hook says, through `now()` (a POSIX timestamp); the
+/// system clock if it cannot be called.
+fn python_now(now: &Py<PyAny>) -> SystemTime {
+    let secs = Python::try_attach(|py| now.bind(py).call0().and_then(|v| v.extract::<f64>()));
+    match secs {
+        Some(Ok(s)) if s.is_finite() => {
+            let d = Duration::from_secs_f64(s.abs());
+            let t = if s >= 0.0 {
+                UNIX_EPOCH.checked_add(d)
+            } else {
+                UNIX_EPOCH.checked_sub(d)
+            };
+            t.unwrap_or_else(SystemTime::now)
+        }
+        Some(Err(e)) => {
+            log::warn!("_now() failed ({e}); using the system clock");
+            SystemTime::now()
+        }
+        _ => SystemTime::now(),
+    }
+}
+
+/// Whether `e` is the library giving up on a lock file that holds no claim.
+fn is_malformed(e: &Error, lock: &Lock) -> bool {
+    e.kind() == ErrorKind::Io
+        && e.path() == lock.lockfile()
+        && e.io_error().is_some_and(|io| io.raw_os_error().is_none())
+        && e.to_string().contains("does not hold a flufl.lock claim")
+}
+
+fn libc_enoent() -> i32 {
+    #[cfg(unix)]
+    {
+        libc::ENOENT
+    }
+    #[cfg(not(unix))]
+    {
+        2
+    }
+}
+
+/// flufl.lock's `TimeOutError`, noting how long we waited and the library's last word.
+fn timed_out(py: Python<'_>, start: Instant, e: &Error) -> PyErr {
+    let err = exception(py, "TimeOutError", "Could not acquire the lock");
+    // The library's message says how long its last slice waited: say how long we did.
+    let message = e.to_string();
+    let text = match message.split_once(" waiting for ") {
+        Some((head, rest)) if head.starts_with("timed out after") => {
+            format!("timed out after {:.1?} waiting for {rest}", start.elapsed())
+        }
+        _ => format!("timed out after {:.1?}: {message}", start.elapsed()),
+    };
+    note(py, &err, text);
+    err
+}
+
+/// The Python exception for a library error: flufl.lock's class and exact message, the
+/// library's message (which names the file, the step and the holder) as a note.
+fn convert(py: Python<'_>, e: Error, op: Op) -> PyErr {
+    let err = match e.kind() {
+        ErrorKind::AlreadyLocked => exception(py, "AlreadyLockedError", "We already had the lock"),
+        ErrorKind::TimedOut => exception(py, "TimeOutError", "Could not acquire the lock"),
+        ErrorKind::NotLocked => match op {
+            Op::Unlock => exception(py, "NotLockedError", "Already unlocked"),
+            Op::Details => exception(py, "NotLockedError", "Details are unavailable"),
+            Op::Lock | Op::Other => exception(py, "NotLockedError", &e.to_string()),
+        },
+        _ => {
+            return match e.io_error().and_then(|io| io.raw_os_error()) {
+                Some(errno) => errno_error(py, errno, &e),
+                None => PyOSError::new_err(e.to_string()),
+            }
+        }
+    };
+    note(py, &err, e.to_string());
+    err
+}
+
+/// `OSError(errno, strerror, filename)` (Python picks the subclass, e.g.
+/// `FileNotFoundError`), with the library's message as a note.
+fn errno_error(py: Python<'_>, errno: i32, e: &Error) -> PyErr {
+    let strerror = py
+        .import("os")
+        .and_then(|os| os.call_method1("strerror", (errno,)))
+        .and_then(|s| s.extract::<String>())
+        .unwrap_or_else(|_| std::io::Error::from_raw_os_error(errno).to_string());
+    let err = PyOSError::new_err((errno, strerror, path_str(e.path())));
+    note(py, &err, e.to_string());
+    err
+}
+
+/// An instance of one of flufl_lock_rs's exception classes (defined in Python).
+fn exception(py: Python<'_>, class: &str, message: &str) -> PyErr {
+    let made = py
+        .import("flufl_lock_rs._lockfile")
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| c.call1((message,)));
+    match made {
+        Ok(value) => PyErr::from_value(value),
+        Err(e) => e,
+    }
+}
+
+fn note(py: Python<'_>, err: &PyErr, text: String) {
+    // A failure to add a note leaves the exception as it is.
+    let _ = err.add_note(py, text);
+}
+
+// Logging: the library's `log` records go to Python's `flufl.lock` logger.
+
+static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn logger(py: Python<'_>) -> PyResult<&Py<PyAny>> {
+    LOGGER.get_or_try_init(py, || {
+        Ok(py
+            .import("logging")?
+            .call_method1("getLogger", ("flufl.lock",))?
+            .unbind())
+    })
+}
+
+/// Lets through only the records the Python logger would keep (checked at each `lock()`,
+/// so that a logging configuration made after import is followed).
+fn sync_log_level(py: Python<'_>) {
+    let level = logger(py)
+        .and_then(|l| l.bind(py).call_method0("getEffectiveLevel"))
+        .and_then(|v| v.extract::<i64>());
+    let filter = match level {
+        Ok(l) if l <= 5 => log::LevelFilter::Trace,
+        Ok(l) if l <= 10 => log::LevelFilter::Debug,
+        Ok(l) if l <= 20 => log::LevelFilter::Info,
+        Ok(l) if l <= 30 => log::LevelFilter::Warn,
+        Ok(l) if l <= 40 => log::LevelFilter::Error,
+        _ => log::LevelFilter::Off,
+    };
+    log::set_max_level(filter);
+}
+
+#[derive(Debug)]
+struct PythonLog;
+
+impl log::Log for PythonLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level: i64 = match record.level() {
+            log::Level::Error => 40,
+            log::Level::Warn => 30,
+            log::Level::Info => 20,
+            log::Level::Debug => 10,
+            log::Level::Trace => 5,
+        };
+        let message = record.args().to_string();
+        // Not while the interpreter shuts down; a failing handler is logging's business.
+        let _ = Python::try_attach(|py| {
+            logger(py).and_then(|l| {
+                l.bind(py)
+                    .call_method1("log", (level, "%s", message))
+                    .map(drop)
+            })
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+/// The extension module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Another extension module may have installed the process's logger first; then the
+    // library's records go there.
+    if log::set_logger(&PythonLog).is_ok() {
+        log::set_max_level(log::LevelFilter::Off);
+    }
+    m.add_class::<RawLock>()?;
+    m.add("SEP", flufl_lock::SEP.to_string())?;
+    m.add(
+        "DEFAULT_LIFETIME",
+        flufl_lock::DEFAULT_LIFETIME.as_secs_f64(),
+    )?;
+    m.add(
+        "DEFAULT_FOREIGN_SLOP",
+        flufl_lock::DEFAULT_FOREIGN_SLOP.as_secs_f64(),
+    )?;
+    Ok(())
+}
