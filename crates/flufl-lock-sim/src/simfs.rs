@@ -404,7 +404,7 @@ impl Fs for SimFs {
     }
 
     /// The names at this moment; not a scheduling point (waiters use it for hints only).
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
+    fn list_dir(&self, dir: &Path, _max: usize) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
         if dir != Path::new(DIR) {
             return Err(errno(ENOENT));
         }

@@ -146,10 +146,21 @@ impl Inner {
         if self.stamp_is_old(st) {
             self.restamp_claim(st)?;
         }
-        if let Some(next) = self.try_link(st, a)? {
-            return Ok(next);
-        }
-        let (meta, holder) = match self.inspect(st, a)? {
+        // protocol.md: Waiting. In line behind others, look without taking.
+        let in_line = a.queue.as_ref().is_some_and(Queue::in_line);
+        let seen = if in_line {
+            self.look_in_line(st, a)
+        } else {
+            if let Some(next) = self.try_link(st, a)? {
+                return Ok(next);
+            }
+            self.look_again(a)
+        };
+        let found = match seen {
+            Some(found) => found,
+            None => self.inspect(st, a)?,
+        };
+        let (meta, holder) = match found {
             Ok(held) => held,
             Err(next) => return Ok(next),
         };
@@ -204,6 +215,64 @@ impl Inner {
         })
     }
 
+    /// After `EEXIST` (docs/protocol.md: Waiting): the lock file's attributes alone, while it
+    /// is still the inode read last time (`link`'s exclusive lookup has just asked the
+    /// server about the name, so on NFS the `lstat` reads fresh attributes and costs no
+    /// further call). `None`: look at it afresh ([`Inner::inspect`]).
+    #[allow(clippy::type_complexity)]
+    fn look_again(
+        &self,
+        a: &mut Acquisition,
+    ) -> Option<std::result::Result<(Meta, Box<Claim>), Next>> {
+        let (id, c) = a.known.as_ref()?;
+        match self.call(|| self.fs.lstat(&self.lockfile)) {
+            Ok(m) if m.id == *id && m.kind == FileKind::Regular => Some(Ok((m, c.clone()))),
+            Err(e) if is_not_found(&e) => {
+                a.known = None;
+                Some(Err(Next::Again))
+            }
+            _ => {
+                a.known = None;
+                None
+            }
+        }
+    }
+
+    /// Waiting in line behind others on a remote filesystem (docs/protocol.md: Waiting):
+    /// looks at the lock file without taking it. The first in line on this host asks the
+    /// server, through `open` (close-to-open on NFS) and the attributes the kernel then has;
+    /// the others behind it here read the host's cache that its looks keep fresh (`lstat`).
+    /// The claim is read only when the lock file is another inode than last time. A lock
+    /// seen free is left to the waiters ahead for a moment, then taken.
+    #[allow(clippy::type_complexity)]
+    fn look_in_line(
+        &self,
+        st: &State,
+        a: &mut Acquisition,
+    ) -> Option<std::result::Result<(Meta, Box<Claim>), Next>> {
+        let seen = if a.queue.as_ref().is_some_and(Queue::first_here) {
+            self.call(|| self.fs.open_read(&self.lockfile))
+                .and_then(|f| self.call(|| self.fs.fstat_cached(&f)))
+        } else {
+            self.call(|| self.fs.lstat(&self.lockfile))
+        };
+        match seen {
+            Err(e) if is_not_found(&e) => {
+                let q = a.queue.as_mut()?;
+                Some(Err(match self.saw_free(st, q) {
+                    Some(pause) => Next::Wait(pause),
+                    None => Next::Again,
+                }))
+            }
+            Ok(m) if m.kind == FileKind::Regular => {
+                let (id, c) = a.known.as_ref()?;
+                (m.id == *id).then(|| Ok((m, c.clone())))
+            }
+            // Another kind of file, or an error: the full look says what it is.
+            _ => None,
+        }
+    }
+
     /// After `EEXIST`: what the lock file is (docs/protocol.md: Acquiring, after step 6).
     /// `Ok`: someone else's well-formed lock, to judge; `Err(next)`: what to do instead.
     #[allow(clippy::type_complexity)]
@@ -212,21 +281,6 @@ impl Inner {
         st: &mut State,
         a: &mut Acquisition,
     ) -> Result<std::result::Result<(Meta, Box<Claim>), Next>> {
-        // protocol.md: Waiting. Still the lock file read last time: its attributes alone.
-        // (`link`'s exclusive lookup has just asked the server about the name, so on NFS
-        // the attributes the `lstat` reads are fresh, and it costs no further call.)
-        if let Some((id, c)) = &a.known {
-            match self.call(|| self.fs.lstat(&self.lockfile)) {
-                Ok(m) if m.id == *id && m.kind == FileKind::Regular => {
-                    return Ok(Ok((m, c.clone())));
-                }
-                Err(e) if is_not_found(&e) => {
-                    a.known = None;
-                    return Ok(Err(Next::Again));
-                }
-                _ => a.known = None,
-            }
-        }
         // protocol.md: Acquiring, after step 6 (the lock file read through open + fstat).
         match self.view(st)? {
             View::Theirs(meta, c) => {
@@ -361,7 +415,10 @@ impl Inner {
             });
         }
         let mut pause = match a.queue.as_mut() {
-            Some(q) => jitter(self.take_turn(st, q, meta.id.ino), self.fs.random()),
+            Some(q) => {
+                q.saw_held();
+                jitter(self.take_turn(st, q, meta.id.ino), self.fs.random())
+            }
             None => a.backoff.step(self.fs.random()),
         };
         // Wake for the holder's expiry, and in time to re-stamp our claim (`attempt`).

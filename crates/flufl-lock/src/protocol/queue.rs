@@ -17,44 +17,73 @@
 use super::*;
 use std::ffi::{OsStr, OsString};
 
-/// How often the first in line polls.
+/// How often the first in line tries to take the lock (`link`).
 const FIRST: Duration = Duration::from_millis(50);
-/// How often the second in line polls: often enough to see the first take the lock before
-/// it lets go, so that it is first in line when it does.
-const SECOND: Duration = Duration::from_millis(100);
-/// Further back: this much more per waiter ahead, up to [`LAST`].
-const PER_PLACE: Duration = Duration::from_millis(150);
-const LAST: Duration = Duration::from_secs(2);
+/// How often a waiter in line looks at the lock just after the line moved; it backs off
+/// (×1.5 a look) while nothing changes, to [`SECOND`] for the second in line (which must see
+/// the first take the lock before it lets go, to be first in line by then), to 300 ms for the
+/// third, and to [`LAST`] further back.
+const SECOND: Duration = Duration::from_millis(150);
+const LAST: Duration = Duration::from_millis(600);
+/// A lock seen free by a waiter in line is left to the waiters ahead for this long: until
+/// each has surely looked (a waiter ahead may not have seen the line move yet).
+const FREE_GRACE: Duration = Duration::from_millis(750);
+/// A directory of more names than this is not listed again: its waiters take no turns.
+const MAX_LISTED: usize = 10_000;
 /// The claims ahead are looked at (one `lstat` each) this often by the waiters near the
 /// front, to pass over dead ones.
 const CHECK: Duration = Duration::from_secs(1);
+/// The directory is listed at most this often when the line moved in a way our looks did
+/// not follow (a holder not in line ahead of us, a lock seen free).
+const RELIST_SOON: Duration = Duration::from_millis(300);
 
-/// How long a waiter with `ahead` waiters ahead of it waits between polls.
-pub(crate) fn period(ahead: usize) -> Duration {
+/// The longest pause between looks of a waiter with `ahead` waiters ahead of it.
+fn pace_cap(ahead: usize) -> Duration {
     match ahead {
         0 => FIRST,
         1 => SECOND,
-        n => PER_PLACE.saturating_mul(n as u32).min(LAST),
+        2 => SECOND * 2,
+        _ => LAST,
     }
 }
 
 /// How long a waiter with `ahead` waiters ahead of it goes between listings of the
 /// directory (one `READDIR` on NFS), which drop claims gone since.
 fn relist(ahead: usize) -> Duration {
-    (Duration::from_secs(1) + Duration::from_millis(250).saturating_mul(ahead as u32))
+    (Duration::from_secs(2) + Duration::from_millis(500).saturating_mul(ahead as u32))
         .min(Duration::from_secs(10))
+}
+
+/// A waiter ahead of us: its claim's name and inode number (0 where the listing gives
+/// none), and whether its claim names our host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ahead {
+    name: OsString,
+    ino: u64,
+    here: bool,
 }
 
 /// A waiter's view of the line, for one acquisition.
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
-    /// The claims that were there when we started waiting and are still waiting, by name
-    /// and inode number (0 where the listing gives none).
-    ahead: Vec<(OsString, u64)>,
+    /// The waiters that were there when we started waiting and are still waiting.
+    ahead: Vec<Ahead>,
     listed: Option<Instant>,
+    /// List again soon: the line moved in a way our looks did not follow.
+    relist_soon: bool,
     checked: Option<Instant>,
-    /// The directory could not be listed: we take no turn (we poll as the first in line).
+    /// The directory could not be listed (unreadable, or too large to list every second):
+    /// we take no turn, and poll as the second in line would.
     blind: bool,
+    /// The lock file's inode at our last look (0: free or unknown).
+    holder: u64,
+    /// The pause between our looks: [`SECOND`] after the line moved, growing while it
+    /// does not.
+    pace: Duration,
+    /// When we saw the lock free while waiting in line.
+    free_since: Option<Instant>,
+    /// The lock stayed free past [`FREE_GRACE`]: take it.
+    take: bool,
 }
 
 impl Queue {
@@ -63,12 +92,45 @@ impl Queue {
         self.ahead.len()
     }
 
+    /// Whether we wait behind others: we look at the lock without trying to take it.
+    pub(crate) fn in_line(&self) -> bool {
+        !self.blind && !self.ahead.is_empty() && !self.take
+    }
+
+    /// Whether we are the first in line on our host: our looks must ask the server. (Those
+    /// behind us here read what our looks, or the first in line's polls, left in the host's
+    /// cache.)
+    pub(crate) fn first_here(&self) -> bool {
+        !self.ahead.iter().any(|a| a.here)
+    }
+
+    /// We saw the lock held.
+    pub(crate) fn saw_held(&mut self) {
+        self.free_since = None;
+        self.take = false;
+    }
+
     /// The lock file is now the inode `holder`: a waiter ahead of us whose claim that is
-    /// has had its turn.
-    fn served(&mut self, holder: u64) {
+    /// has had its turn. Whether one had.
+    fn served(&mut self, holder: u64) -> bool {
+        let before = self.ahead.len();
         if holder != 0 {
-            self.ahead.retain(|(_, ino)| *ino != holder);
+            self.ahead.retain(|a| a.ino != holder);
         }
+        self.ahead.len() < before
+    }
+
+    /// The line moved: look often again.
+    fn moved(&mut self) {
+        self.pace = SECOND;
+    }
+
+    fn relist_due(&self, now: Instant) -> bool {
+        !self.blind
+            && self.listed.is_none_or(|t| {
+                now >= later(t, relist(self.ahead()))
+                    || (self.relist_soon && now >= later(t, RELIST_SOON))
+            })
     }
 }
 
@@ -77,8 +139,16 @@ impl Inner {
     /// due, with the directory; returns how long to wait before the next poll.
     pub(crate) fn take_turn(&self, st: &State, q: &mut Queue, holder: u64) -> Duration {
         let now = self.fs.monotonic();
-        q.served(holder);
-        if q.listed.is_none_or(|t| now >= later(t, relist(q.ahead()))) {
+        if holder != q.holder {
+            q.holder = holder;
+            q.moved();
+            // A holder that was not in line ahead of us: we may have missed turns.
+            q.relist_soon |= !q.served(holder);
+        } else {
+            q.pace = q.pace.mul_f64(1.5).min(pace_cap(q.ahead()));
+        }
+        let before = q.ahead();
+        if q.relist_due(now) {
             self.list_line(q, holder);
             q.listed = Some(now);
         }
@@ -86,39 +156,78 @@ impl Inner {
             self.check_ahead(st, q);
             q.checked = Some(now);
         }
-        period(if q.blind { 0 } else { q.ahead() })
+        if q.ahead() < before {
+            q.moved();
+        }
+        match (q.blind, q.ahead()) {
+            (true, _) => SECOND,
+            (false, 0) => FIRST,
+            (false, _) => q.pace.clamp(SECOND, pace_cap(q.ahead())),
+        }
+    }
+
+    /// Waiting in line, we saw the lock free: pass over the waiters ahead that are gone
+    /// (when a few are left: one `lstat` each; else a listing), then leave the lock to the
+    /// first in line for a moment. `Some(pause)` to look again after, `None` to take it.
+    pub(crate) fn saw_free(&self, st: &State, q: &mut Queue) -> Option<Duration> {
+        let now = self.fs.monotonic();
+        q.holder = 0;
+        if q.ahead() <= 3 {
+            self.check_ahead(st, q);
+            q.checked = Some(now);
+        } else {
+            q.relist_soon = true;
+            if q.relist_due(now) {
+                self.list_line(q, 0);
+                q.listed = Some(now);
+            }
+        }
+        if !q.in_line() {
+            return None;
+        }
+        let since = *q.free_since.get_or_insert(now);
+        let waited = now.saturating_duration_since(since);
+        q.take = waited >= FREE_GRACE;
+        (!q.take).then(|| (FREE_GRACE - waited).min(SECOND))
     }
 
     /// Lists the lock's directory: the first time, the claims there (other than ours and the
     /// holder's) are the waiters ahead of us; later, those no longer there are dropped.
     /// Claims of processes proven dead on this host are passed over.
     fn list_line(&self, q: &mut Queue, holder: u64) {
+        q.relist_soon = false;
         let Some(dir) = self.lockfile.parent() else {
             q.blind = true;
             return;
         };
-        let names = match self.fs.list_dir(dir) {
+        let names = match self.fs.list_dir(dir, MAX_LISTED) {
             Ok(names) => names,
             Err(e) => {
-                if !q.blind {
-                    log::info!(
-                        "cannot list {} to wait in turn ({e}); polling as the first in line",
-                        dir.display()
-                    );
-                }
+                log::info!(
+                    "waiting for {} without taking turns: cannot list {} ({e})",
+                    self.lockfile.display(),
+                    dir.display()
+                );
                 q.blind = true;
                 q.ahead.clear();
                 return;
             }
         };
-        q.blind = false;
         let ours = self.claimfile.file_name();
-        let waiting: Vec<(OsString, u64)> = names
+        let waiting: Vec<Ahead> = names
             .into_iter()
             .filter(|(name, ino)| {
                 Some(name.as_os_str()) != ours
                     && (holder == 0 || *ino != holder)
                     && self.is_waiting_claim(name)
+            })
+            .filter_map(|(name, ino)| {
+                let c = claim::parse_any(&claim::path_to_bytes(&dir.join(&name)), self.sep)?;
+                (!self.dead_waiter(dir, &name, ino, &c)).then(|| Ahead {
+                    here: c.details.hostname == self.hostname,
+                    name,
+                    ino,
+                })
             })
             .collect();
         if q.listed.is_none() {
@@ -126,28 +235,26 @@ impl Inner {
         } else {
             q.ahead.retain(|a| waiting.contains(a));
         }
-        q.ahead
-            .retain(|(name, ino)| !self.dead_waiter(dir, name, *ino));
     }
 
     /// Looks at each claim ahead of us (the first few in line only): one gone, linked as the
-    /// lock, expired or of a process proven dead is passed over.
+    /// lock, expired, no longer re-stamped, or of a process proven dead is passed over.
     fn check_ahead(&self, st: &State, q: &mut Queue) {
         let Some(dir) = self.lockfile.parent() else {
             return;
         };
-        q.ahead.retain(|(name, ino)| {
-            let path = dir.join(name);
+        q.ahead.retain(|a| {
+            let path = dir.join(&a.name);
             match self.call(|| self.fs.lstat(&path)) {
                 Err(e) => !is_not_found(&e),
-                Ok(m) if (*ino != 0 && m.id.ino != *ino) || m.nlink > 1 => false,
+                Ok(m) if (a.ino != 0 && m.id.ino != a.ino) || m.nlink > 1 => false,
                 Ok(m) => match claim::parse_any(&claim::path_to_bytes(&path), self.sep) {
                     Some(c) => {
                         let live = self.liveness(&c);
+                        let now = self.now_for(st, &c);
                         live != Liveness::Dead
-                            && !self
-                                .judge(m.modified, self.now_for(st, &c), &c, live)
-                                .expired
+                            && !self.judge(m.modified, now, &c, live).expired
+                            && !(c.ours && abandoned(&m, now))
                     }
                     None => false,
                 },
@@ -155,15 +262,12 @@ impl Inner {
         });
     }
 
-    /// Whether the claim `name` in `dir` was written by a process proven dead on this host
-    /// (docs/protocol.md: Judging a lock). Its file is then removed, if it is still that
-    /// inode and not linked as the lock: a dead process never takes its turn.
-    fn dead_waiter(&self, dir: &Path, name: &OsStr, ino: u64) -> bool {
+    /// Whether the claim `c`, named `name` in `dir`, was written by a process proven dead on
+    /// this host (docs/protocol.md: Judging a lock). Its file is then removed, if it is still
+    /// that inode and not linked as the lock: a dead process never takes its turn.
+    fn dead_waiter(&self, dir: &Path, name: &OsStr, ino: u64, c: &Claim) -> bool {
         let path = dir.join(name);
-        let Some(c) = claim::parse_any(&claim::path_to_bytes(&path), self.sep) else {
-            return false;
-        };
-        if self.liveness(&c) != Liveness::Dead {
+        if self.liveness(c) != Liveness::Dead {
             return false;
         }
         if matches!(self.call(|| self.fs.lstat(&path)),
@@ -189,24 +293,61 @@ impl Inner {
     }
 }
 
+/// Whether a waiting claim of ours, with attributes `m`, stopped being re-stamped at server
+/// time `now`: a waiter re-stamps its claim's expiry (a lifetime ahead) every quarter of its
+/// lifetime, and the server stamps the change time then, so the lifetime is the expiry less
+/// the change time, and a claim not changed for half of it (and a second) is abandoned.
+fn abandoned(m: &Meta, now: SystemTime) -> bool {
+    let Ok(lifetime) = m.modified.duration_since(m.changed) else {
+        return false;
+    };
+    sys::CHANGE_TIME_IS_SERVER_TIME
+        && now
+            .duration_since(m.changed)
+            .is_ok_and(|age| age > lifetime / 2 + Duration::from_secs(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The first in line polls every 50 ms, the second every 100 ms, then 150 ms more per
-    /// place up to 2 s: the polls of N waiters add up to less than 20 + 10 + 6.7 × ln N a
-    /// second.
+    /// Looks back off from 150 ms to 150 ms, 300 ms and 600 ms for the second, third and
+    /// later in line; listings from 2 s to 10 s.
     #[test]
-    fn polls_slow_down_with_the_place_in_line() {
-        assert_eq!(period(0), Duration::from_millis(50));
-        assert_eq!(period(1), Duration::from_millis(100));
-        assert_eq!(period(2), Duration::from_millis(300));
-        assert_eq!(period(13), Duration::from_millis(1950));
-        assert_eq!(period(14), Duration::from_secs(2));
-        assert_eq!(period(usize::MAX), Duration::from_secs(2));
-        let rate = |n: usize| (0..n).map(|k| 1.0 / period(k).as_secs_f64()).sum::<f64>();
-        assert!(rate(100) < 90.0, "{}", rate(100));
-        assert!(rate(10) < 45.0, "{}", rate(10));
-        assert!(relist(usize::MAX) == Duration::from_secs(10));
+    fn looks_slow_down_with_the_place_in_line() {
+        assert_eq!(pace_cap(0), FIRST);
+        assert_eq!(pace_cap(1), Duration::from_millis(150));
+        assert_eq!(pace_cap(2), Duration::from_millis(300));
+        assert_eq!(pace_cap(3), Duration::from_millis(600));
+        assert_eq!(pace_cap(usize::MAX), Duration::from_millis(600));
+        assert_eq!(relist(0), Duration::from_secs(2));
+        assert_eq!(relist(usize::MAX), Duration::from_secs(10));
+    }
+
+    /// A claim ahead that becomes the lock has had its turn; another holder does not count.
+    #[test]
+    fn a_claim_ahead_that_becomes_the_lock_is_served() {
+        let w = |name: &str, ino, here| Ahead {
+            name: name.into(),
+            ino,
+            here,
+        };
+        let mut q = Queue {
+            ahead: vec![w("x", 7, false), w("y", 8, true)],
+            ..Queue::default()
+        };
+        assert!(q.in_line());
+        assert!(!q.first_here());
+        assert!(!q.served(9));
+        assert!(!q.served(0));
+        assert!(q.served(8));
+        assert_eq!(q.ahead(), 1);
+        assert!(q.first_here());
+        q.take = true;
+        assert!(!q.in_line());
+        q.saw_held();
+        assert!(q.in_line());
+        assert!(q.served(7));
+        assert!(!q.in_line());
     }
 }

@@ -109,6 +109,13 @@ pub trait Fs: Send + Sync + fmt::Debug {
     fn write_all(&self, file: &File, data: &[u8]) -> io::Result<()>;
     /// `fstat(2)`: the attributes of an open file.
     fn fstat(&self, file: &File) -> io::Result<Meta>;
+    /// `fstat(2)` as far as the kernel knows without asking a file server again (Linux
+    /// `statx` with `AT_STATX_DONT_SYNC`). Right after an `open`, which on NFS asked the
+    /// server about the file (close-to-open), the identity is exact and the rest as fresh as
+    /// the attribute cache; a FUSE client would otherwise ask again.
+    fn fstat_cached(&self, file: &File) -> io::Result<Meta> {
+        self.fstat(file)
+    }
     /// `futimens(2)`: sets the access and modification times of an open file.
     fn set_times(&self, file: &File, time: SystemTime) -> io::Result<()>;
     /// `utimensat(2)` with `AT_SYMLINK_NOFOLLOW`: sets a path's times without following
@@ -133,9 +140,18 @@ pub trait Fs: Send + Sync + fmt::Debug {
     /// The state of process `pid` in our pid namespace.
     fn process(&self, pid: u32) -> ProcState;
     /// The names in directory `dir`, each with its inode number (`readdir(3)`; 0 where the
-    /// platform gives none): waiters read the claim files beside a lock to take turns.
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<(OsString, u64)>> {
-        imp::list_dir(dir)
+    /// platform gives none): waiters read the claim files beside a lock to take turns. A
+    /// directory of more than `max` names fails (`ErrorKind::Other`) once `max` were read.
+    fn list_dir(&self, dir: &Path, max: usize) -> io::Result<Vec<(OsString, u64)>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            if names.len() == max {
+                return Err(io::Error::other(format!("more than {max} names")));
+            }
+            let entry = entry?;
+            names.push((entry.file_name(), imp::inode_of(&entry)));
+        }
+        Ok(names)
     }
     /// Blocks until `lock_name` in `dir` may have been removed or renamed, until the
     /// process `pid` exits, or until `timeout` passes, whichever comes first.

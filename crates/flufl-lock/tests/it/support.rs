@@ -237,8 +237,8 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
     fn is_remote(&self, dir: &Path) -> io::Result<bool> {
         RealFs.is_remote(dir)
     }
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
-        RealFs.list_dir(dir)
+    fn list_dir(&self, dir: &Path, max: usize) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
+        RealFs.list_dir(dir, max)
     }
     fn process(&self, pid: u32) -> ProcState {
         RealFs.process(pid)
@@ -305,8 +305,8 @@ impl<L: Layer> Fs for Layered<L> {
     fn is_remote(&self, dir: &Path) -> io::Result<bool> {
         self.0.is_remote(dir)
     }
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
-        self.0.list_dir(dir)
+    fn list_dir(&self, dir: &Path, max: usize) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
+        self.0.list_dir(dir, max)
     }
     fn process(&self, pid: u32) -> ProcState {
         self.0.process(pid)

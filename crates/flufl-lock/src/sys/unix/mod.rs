@@ -32,6 +32,27 @@ pub fn is_sharing_violation(_e: &io::Error) -> bool {
     false
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn meta_of_statx(s: &rfs::Statx) -> Meta {
+    let kind = match rfs::FileType::from_raw_mode(u32::from(s.stx_mode) as _) {
+        rfs::FileType::RegularFile => FileKind::Regular,
+        rfs::FileType::Directory => FileKind::Directory,
+        rfs::FileType::Symlink => FileKind::Symlink,
+        _ => FileKind::Other,
+    };
+    Meta {
+        id: FileId {
+            dev: rfs::makedev(s.stx_dev_major, s.stx_dev_minor),
+            ino: s.stx_ino,
+        },
+        nlink: u64::from(s.stx_nlink),
+        modified: from_parts(s.stx_mtime.tv_sec, i64::from(s.stx_mtime.tv_nsec)),
+        changed: from_parts(s.stx_ctime.tv_sec, i64::from(s.stx_ctime.tv_nsec)),
+        len: s.stx_size,
+        kind,
+    }
+}
+
 /// The real filesystem.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
@@ -106,6 +127,16 @@ impl Fs for RealFs {
 
     fn fstat(&self, file: &File) -> io::Result<Meta> {
         Ok(meta(&rfs::fstat(file)?))
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn fstat_cached(&self, file: &File) -> io::Result<Meta> {
+        let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
+        match rfs::statx(file, "", flags, rfs::StatxFlags::BASIC_STATS) {
+            Ok(s) => Ok(meta_of_statx(&s)),
+            // No statx (an old kernel, a seccomp filter): the plain fstat.
+            Err(_) => self.fstat(file),
+        }
     }
 
     fn set_times(&self, file: &File, time: SystemTime) -> io::Result<()> {
@@ -217,11 +248,9 @@ pub fn host_identity() -> HostIdentity {
     platform::host_identity()
 }
 
-pub fn list_dir(dir: &Path) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
-    use std::os::unix::fs::DirEntryExt;
-    std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| (e.file_name(), e.ino())))
-        .collect()
+/// A directory entry's inode number (`d_ino`).
+pub fn inode_of(entry: &std::fs::DirEntry) -> u64 {
+    std::os::unix::fs::DirEntryExt::ino(entry)
 }
 
 /// Linux: `CLOCK_BOOTTIME`, which counts suspended time. Elsewhere `CLOCK_MONOTONIC`, which

@@ -511,12 +511,10 @@ pub fn hostname() -> String {
     .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// The names in `dir`; the file index is not in a directory listing (0: unknown), so waiters
-/// there take turns by name alone.
-pub fn list_dir(dir: &Path) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
-    std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| (e.file_name(), 0)))
-        .collect()
+/// 0 (unknown): the file index is not in a directory listing, so waiters here take turns by
+/// name alone.
+pub fn inode_of(_entry: &std::fs::DirEntry) -> u64 {
+    0
 }
 
 /// Nothing: Windows has no boot id or pid namespace that a claim could carry, so no claim
