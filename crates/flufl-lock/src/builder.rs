@@ -420,6 +420,7 @@ impl LockBuilder {
             id: meta.id,
             stamped: now,
             deadline,
+            born: meta.changed,
         });
         st.offset = Some(offset);
         st.held = true;

@@ -146,8 +146,14 @@ impl Inner {
         if self.stamp_is_old(st) {
             self.restamp_claim(st)?;
         }
-        // protocol.md: Waiting. In line behind others, look without taking.
-        let in_line = a.queue.as_ref().is_some_and(Queue::in_line);
+        // protocol.md: Waiting. On a remote filesystem a newcomer first joins the line, so
+        // that it does not take a lock just let go from under the first in line; in line
+        // behind others (while our timeout allows), it looks without taking.
+        if a.queue.is_none() && self.is_remote(st) {
+            a.queue = Some(self.join_line(st));
+        }
+        let in_line = a.queue.as_ref().is_some_and(Queue::in_line)
+            && a.deadline.is_none_or(|d| self.fs.monotonic() < d);
         let seen = if in_line {
             self.look_in_line(st, a)
         } else {
@@ -260,7 +266,10 @@ impl Inner {
             Err(e) if is_not_found(&e) => {
                 let q = a.queue.as_mut()?;
                 Some(Err(match self.saw_free(st, q) {
-                    Some(pause) => Next::Wait(pause),
+                    Some(pause) => Next::Wait(match a.deadline {
+                        Some(d) => pause.min(d.saturating_duration_since(self.fs.monotonic())),
+                        None => pause,
+                    }),
                     None => Next::Again,
                 }))
             }
@@ -393,13 +402,7 @@ impl Inner {
                 expires_in: Some(j.left),
             });
         }
-        let remote = *st.remote.get_or_insert_with(|| {
-            let dir = self.lockfile.parent().unwrap_or(Path::new("/"));
-            !matches!(self.fs.is_remote(dir), Ok(false))
-        });
-        if remote && a.queue.is_none() {
-            a.queue = Some(Queue::default());
-        }
+        let remote = self.is_remote(st);
         if a.notify && a.waiter.is_none() {
             // Watch first, then try again at once, so a release in between is not missed.
             let w = self.fs.waiter(&self.lockfile, !remote);
@@ -429,6 +432,14 @@ impl Inner {
             pause = pause.min(d.saturating_duration_since(now));
         }
         Ok(Next::Wait(pause))
+    }
+
+    /// Whether the lock's directory is on a remote filesystem (asked once per `Lock`).
+    fn is_remote(&self, st: &mut State) -> bool {
+        *st.remote.get_or_insert_with(|| {
+            let dir = self.lockfile.parent().unwrap_or(Path::new("/"));
+            !matches!(self.fs.is_remote(dir), Ok(false))
+        })
     }
 
     /// The backoff between polls: `poll_interval`'s, or [`NOTIFIED_POLL`] (when longer)

@@ -31,6 +31,8 @@ pub(crate) struct ClaimState {
     /// Until when, on the boot clock, the expiry written is surely in the future of the
     /// server's clock ([`ServerClock::deadline`]).
     pub(crate) deadline: Duration,
+    /// When the server made the claim file (its first mtime), for turns in arrival order.
+    pub(crate) born: SystemTime,
 }
 
 #[derive(Debug)]
@@ -314,11 +316,11 @@ impl Inner {
             let expiry = clock.expiry(now, st.lifetime);
             self.call(|| self.fs.set_times(&file, expiry))
                 .map_err(|e| ("set expiry of claim file", e))?;
-            Ok::<_, (&str, io::Error)>((meta.id, clock, clock.deadline(expiry)))
+            Ok::<_, (&str, io::Error)>((meta.id, meta.modified, clock, clock.deadline(expiry)))
         })();
         drop(file);
         match stamped {
-            Ok((id, clock, deadline)) => {
+            Ok((id, born, clock, deadline)) => {
                 st.offset = Some(clock);
                 st.claim = Some(ClaimState {
                     id,
@@ -328,6 +330,7 @@ impl Inner {
                     // under the marker after.
                     stamped: before,
                     deadline,
+                    born,
                 });
                 Ok(())
             }
@@ -384,7 +387,7 @@ impl Inner {
     /// local filesystem), the expiry just written is short: it is written again from the
     /// fresh reading. Our deadline is computed from the expiry as stored.
     pub(crate) fn stamp(&self, st: &mut State, check: &Path, fast: bool) -> Result<Stamp> {
-        let Some(id) = st.claim.map(|c| c.id) else {
+        let Some(ClaimState { id, born, .. }) = st.claim else {
             return Ok(Stamp::Gone);
         };
         let mut clock = match st.offset {
@@ -442,6 +445,7 @@ impl Inner {
                 id,
                 stamped: before,
                 deadline,
+                born,
             });
             break;
         }

@@ -135,6 +135,22 @@ impl Queue {
 }
 
 impl Inner {
+    /// Joins the line, before the first try: the claims beside the lock are the waiters
+    /// ahead; the first few are looked at (one `lstat` each) to pass over those that no
+    /// longer wait (expired, abandoned, dead) and those made after ours (two newcomers that
+    /// each listed the other's claim), up to three that do.
+    pub(crate) fn join_line(&self, st: &State) -> Queue {
+        let mut q = Queue::default();
+        self.list_line(&mut q, 0);
+        q.listed = Some(self.fs.monotonic());
+        let born = st
+            .claim
+            .map(|c| c.born)
+            .filter(|_| sys::CHANGE_TIME_IS_SERVER_TIME);
+        self.check_ahead(st, &mut q, 3, born);
+        q
+    }
+
     /// Brings `q` up to date with this poll (the lock file is the inode `holder`) and, when
     /// due, with the directory; returns how long to wait before the next poll.
     pub(crate) fn take_turn(&self, st: &State, q: &mut Queue, holder: u64) -> Duration {
@@ -153,7 +169,7 @@ impl Inner {
             q.listed = Some(now);
         }
         if (1..=2).contains(&q.ahead()) && q.checked.is_none_or(|t| now >= later(t, CHECK)) {
-            self.check_ahead(st, q);
+            self.check_ahead(st, q, 2, None);
             q.checked = Some(now);
         }
         if q.ahead() < before {
@@ -173,7 +189,7 @@ impl Inner {
         let now = self.fs.monotonic();
         q.holder = 0;
         if q.ahead() <= 3 {
-            self.check_ahead(st, q);
+            self.check_ahead(st, q, 3, None);
             q.checked = Some(now);
         } else {
             q.relist_soon = true;
@@ -237,17 +253,24 @@ impl Inner {
         }
     }
 
-    /// Looks at each claim ahead of us (the first few in line only): one gone, linked as the
-    /// lock, expired, no longer re-stamped, or of a process proven dead is passed over.
-    fn check_ahead(&self, st: &State, q: &mut Queue) {
+    /// Looks at the claims ahead of us, in turn, until `enough` are found still waiting:
+    /// one gone, linked as the lock, expired, no longer re-stamped, or of a process proven
+    /// dead is passed over, and, given when ours was made (`born`, just after), one changed
+    /// since.
+    fn check_ahead(&self, st: &State, q: &mut Queue, enough: usize, born: Option<SystemTime>) {
         let Some(dir) = self.lockfile.parent() else {
             return;
         };
+        let mut waiting = 0;
         q.ahead.retain(|a| {
+            if waiting >= enough {
+                return true;
+            }
             let path = dir.join(&a.name);
-            match self.call(|| self.fs.lstat(&path)) {
+            let keep = match self.call(|| self.fs.lstat(&path)) {
                 Err(e) => !is_not_found(&e),
                 Ok(m) if (a.ino != 0 && m.id.ino != a.ino) || m.nlink > 1 => false,
+                Ok(m) if born.is_some_and(|b| m.changed > b) => false,
                 Ok(m) => match claim::parse_any(&claim::path_to_bytes(&path), self.sep) {
                     Some(c) => {
                         let live = self.liveness(&c);
@@ -258,7 +281,9 @@ impl Inner {
                     }
                     None => false,
                 },
-            }
+            };
+            waiting += usize::from(keep);
+            keep
         });
     }
 
