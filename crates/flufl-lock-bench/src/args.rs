@@ -15,6 +15,9 @@ prints one table and writes JSON (default target/bench.json).
   --only LIST   run only these sections (comma-separated: uncontended, syscalls, handoff,
                 contention, crash, cli, poll); the others show n/a
 
+The cli section compares `flufl-lock run L -- true` with util-linux's `flock L true`, and
+fails without flock(1) (apt-get install -y util-linux).
+
 Environment: FLUFL_PY (python with flufl.lock 10.0.0; default target/interop-venv/bin/python,
 made by `bash testbed/interop/setup.sh`), FLUFL_LOCK_CLI (the flufl-lock binary; default:
 built with `cargo build --release -p flufl-lock-cli` next to this binary),

@@ -445,18 +445,38 @@ pub fn crash(cfg: &Cfg) -> BoxResult<Crash> {
 
 // ---------------------------------------------------------------- 6. CLI overhead
 
+/// Milliseconds per call, one sample per repetition, of each command.
 #[derive(Debug, Default, Clone)]
 pub struct Cli {
+    /// `flufl-lock run L -- true`.
     pub run_ms: Vec<f64>,
+    /// `flock L true`: util-linux's flock(1), the same job with flock(2).
+    pub flock_ms: Vec<f64>,
+    /// `/bin/true`: starting a process at all.
     pub true_ms: Vec<f64>,
 }
 
+/// `flufl-lock run L -- true`, `flock L true` and `/bin/true`, interleaved (so that a change
+/// in the machine's load hits all three alike), each started and waited for as a script
+/// would. Fails, saying what to install, when flock(1) is missing.
 pub fn cli(cfg: &Cfg) -> BoxResult<Cli> {
-    let reps = if cfg.quick { 10 } else { 30 };
+    let reps = if cfg.quick { 100 } else { 300 };
+    let flock_ok = Command::new("flock")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !flock_ok {
+        return Err(
+            "flock(1) is not installed; it is the CLI's yardstick (apt-get install -y util-linux)"
+                .into(),
+        );
+    }
     progress(&format!(
-        "CLI overhead: {reps} x `flufl-lock run L -- true` and /bin/true"
+        "CLI overhead: {reps} x `flufl-lock run L -- true`, `flock L true` and /bin/true"
     ));
-    let lock = cfg.env.dir.join("cli.lck");
     let time = |cmd: &mut Command| -> BoxResult<f64> {
         let t = Instant::now();
         let st = cmd
@@ -472,15 +492,27 @@ pub fn cli(cfg: &Cfg) -> BoxResult<Cli> {
     };
     let run = || {
         let mut c = Command::new(&cfg.cli);
-        c.arg("run").arg(&lock).args(["--", "true"]);
+        c.arg("run")
+            .arg(cfg.env.dir.join("cli.lck"))
+            .args(["--", "true"]);
         c
     };
+    let flock = || {
+        let mut c = Command::new("flock");
+        c.arg(cfg.env.dir.join("cli-flock.lck")).arg("true");
+        c
+    };
+    let bin_true = || Command::new("/bin/true");
     let mut out = Cli::default();
-    time(&mut run())?;
-    time(&mut Command::new("/bin/true"))?;
+    for _ in 0..3 {
+        time(&mut run())?;
+        time(&mut flock())?;
+        time(&mut bin_true())?;
+    }
     for _ in 0..reps {
         out.run_ms.push(time(&mut run())?);
-        out.true_ms.push(time(&mut Command::new("/bin/true"))?);
+        out.flock_ms.push(time(&mut flock())?);
+        out.true_ms.push(time(&mut bin_true())?);
     }
     Ok(out)
 }

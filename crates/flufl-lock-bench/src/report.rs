@@ -355,20 +355,26 @@ fn crash_rows(t: &mut Table, crash: &Crash) {
 
 // 6. CLI
 fn cli_rows(t: &mut Table, cli: Option<&Cli>) {
-    let cli_med = cli.map(|c| (median(&c.run_ms), median(&c.true_ms), c.run_ms.len()));
-    t.info(
+    let m = cli.map(|c| {
+        let (run, flock, bin_true) = (median(&c.run_ms), median(&c.flock_ms), median(&c.true_ms));
+        (run, flock, bin_true, run / flock, c.run_ms.len())
+    });
+    t.target(
         &format!(
-            "CLI: `flufl-lock run L -- true` vs `/bin/true`, median ms (n={})",
-            cli_med.map_or(0, |c| c.2)
+            "CLI: `flufl-lock run L -- true` vs `flock L true` (flock(1)), median ms; /bin/true (n={})",
+            m.map_or(0, |m| m.4)
         ),
         [
-            cli_med.map_or_else(na, |(r, t, _)| {
-                format!("{} vs {} (+{})", sig(r), sig(t), sig(r - t))
+            m.map_or_else(na, |(run, _, bin_true, _, _)| {
+                format!("{}; /bin/true {}", sig(run), sig(bin_true))
             }),
             dash(),
             dash(),
-            dash(),
+            m.map_or_else(na, |(_, flock, _, _, _)| format!("{} (flock(1))", sig(flock))),
         ],
+        "<= 1.5x flock(1)",
+        m.map(|m| m.3 <= 1.5),
+        m.map_or_else(na, |m| format!("{}x flock(1)", sig(m.3))),
     );
 }
 
@@ -461,8 +467,10 @@ fn to_json(run: &Run, t: &Table, table: &str) -> Value {
         })),
         "crash_recovery_s": {"lifetime_s": CRASH_LIFETIME.as_secs_f64(), "samples": r.crash.secs},
         "cli_ms": r.cli.as_ref().map(|c| json!({
-            "run_samples": c.run_ms, "true_samples": c.true_ms,
-            "run_median": median(&c.run_ms), "true_median": median(&c.true_ms),
+            "run_samples": c.run_ms, "flock_samples": c.flock_ms, "true_samples": c.true_ms,
+            "run_median": median(&c.run_ms), "flock_median": median(&c.flock_ms),
+            "true_median": median(&c.true_ms),
+            "run_over_flock": median(&c.run_ms) / median(&c.flock_ms),
         })),
         "poll": each(&r.poll, |p| json!({
             "window_s": p.window_s, "links": p.links, "opens": p.opens,

@@ -140,9 +140,6 @@ Examples:
     /// Print the man page (roff).
     #[command(after_help = "Example:\n  flufl-lock man > /usr/local/share/man/man1/flufl-lock.1")]
     Man,
-    /// Internal: kills a process group when its stdin closes (the parent died).
-    #[command(hide = true, name = "__watchdog")]
-    Watchdog { pgid: i32 },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -3,13 +3,16 @@
 //!
 //! One job per module: [`args`] defines the command line, [`commands`] the subcommands that
 //! manage a lock, [`run`] supervises COMMAND under the lock, [`exit`] holds the exit codes
-//! and [`output`] everything printed. This file parses and dispatches.
+//! and [`output`] everything printed; on POSIX [`watchdog`] kills COMMAND's group if we die.
+//! This file parses and dispatches.
 
 mod args;
 mod commands;
 mod exit;
 mod output;
 mod run;
+#[cfg(unix)]
+mod watchdog;
 
 use anyhow::Result;
 use args::{Cli, Command};
@@ -70,7 +73,6 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Break { force, lockfile } => commands::break_lock(&lockfile, force)?,
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man()?,
-        Command::Watchdog { pgid } => run::watchdog(pgid),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,14 +1,15 @@
 //! `flufl-lock run`: hold the lock while COMMAND runs, and never let COMMAND (or what it
 //! started) run on without it.
 //!
-//! On Linux, COMMAND runs in its own process group, with a parent-death signal (SIGKILL),
-//! and a watchdog process (this binary's hidden `__watchdog`) holds a pipe from us: when we
-//! die, even by SIGKILL, the pipe closes and the watchdog kills COMMAND's whole group.
-//! SIGINT, SIGTERM and SIGHUP are forwarded to the group. When COMMAND exits, what is left
-//! of its group is stopped (SIGTERM, then SIGKILL after 2 s) before the lock is released.
-//! If the keep-alive finds the lock lost, COMMAND's group gets SIGTERM, then SIGKILL after
-//! 5 s, and we exit with 76. Other POSIX systems lack the parent-death signal; the
-//! watchdog and process group still apply. On Windows COMMAND is a plain child process.
+//! On POSIX, COMMAND runs in its own process group, guarded by the [`watchdog`] (a fork of
+//! this process that kills the group when we die, even by SIGKILL) and, on Linux, by a
+//! parent-death signal (SIGKILL). SIGINT, SIGTERM and SIGHUP are forwarded to the group.
+//! When COMMAND exits, what is left of its group is stopped (SIGTERM, then SIGKILL after
+//! 2 s) before the lock is released. If the keep-alive finds the lock lost, COMMAND's group
+//! gets SIGTERM, then SIGKILL after 5 s, and we exit with 76. On Windows COMMAND is a plain
+//! child process.
+//!
+//! [`watchdog`]: crate::watchdog
 
 use crate::args::Timing;
 use crate::commands::wait_for;
@@ -21,15 +22,6 @@ use std::path::Path;
 use std::process::{ExitCode, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
-
-enum Event {
-    // (On Windows the child is polled with try_wait instead.)
-    #[cfg_attr(not(unix), allow(dead_code))]
-    Exited(std::io::Result<ExitStatus>),
-    Lost(String),
-    #[cfg(unix)]
-    Signal(i32),
-}
 
 /// `run`: waits for the lock (at most `timing.timeout`), runs COMMAND under it
 /// (refreshing it every lifetime/3 if `refresh`), releases it and returns COMMAND's
@@ -84,114 +76,159 @@ fn spawn_error(cmd: &OsString, e: std::io::Error) -> anyhow::Error {
 /// Runs COMMAND in its own process group, with the watchdog, forwarding signals and
 /// keeping the lock alive; stops the group when COMMAND exits or the lock is lost. Returns
 /// the exit code.
+///
+/// One thread waits for everything: the signals we forward, SIGCHLD and a lost lock all
+/// write to one socket that it polls. The keep-alive thread starts only once COMMAND has
+/// run for [`keep_alive_delay`], so a short COMMAND costs no thread at all.
 #[cfg(unix)]
 fn supervise(lock: &Lock, refresh: bool, command: &[OsString]) -> Result<u8> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use rustix::process::Signal;
+    use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::iterator::backend::SignalDelivery;
+    use signal_hook::iterator::exfiltrator::SignalOnly;
+    use std::os::unix::net::UnixStream;
     use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
+    use std::time::Instant;
 
+    // The watchdog first, while we have a single thread (it is a fork of this process).
+    let watchdog = crate::watchdog::Watchdog::start()
+        .map_err(|e| anyhow::anyhow!("cannot start the watchdog process: {e}"))?;
     // Signals are caught from now on, so none is lost between spawning and forwarding.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    let mut cmd = Command::new(&command[0]);
-    cmd.args(&command[1..]).process_group(0);
-    set_parent_death_signal(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| spawn_error(&command[0], e))?;
-    let pgid = child.id() as i32;
-    // The watchdog: kills the group if our end of its stdin closes, i.e. when we die.
-    let watchdog = std::env::current_exe().and_then(|exe| {
-        Command::new(exe)
-            .arg("__watchdog")
-            .arg(pgid.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .process_group(0)
-            .spawn()
-    });
-    let watchdog = match watchdog {
-        Ok(w) => w,
+    let (wake, wake_tx) = UnixStream::pair()?;
+    let lost_wake = wake_tx.try_clone()?;
+    let mut signals = SignalDelivery::with_pipe(
+        wake,
+        wake_tx,
+        SignalOnly,
+        [SIGINT, SIGTERM, SIGHUP, SIGCHLD],
+    )?;
+    // The handlers stay until we exit: a signal while we release the lock is swallowed
+    // rather than cutting the release short.
+    std::mem::forget(signals.handle());
+    let spawned = {
+        let mut cmd = Command::new(&command[0]);
+        cmd.args(&command[1..]).process_group(0);
+        watchdog.guard(&mut cmd);
+        cmd.spawn()
+    };
+    let mut child = match spawned {
+        Ok(child) => child,
         Err(e) => {
-            kill_group(pgid, rustix::process::Signal::KILL);
-            let _ = child.wait();
-            return Err(anyhow::anyhow!("cannot start the watchdog process: {e}"));
+            // Nothing of COMMAND ran (a child that failed to exec has been reaped).
+            watchdog.disarm();
+            return Err(spawn_error(&command[0], e));
+        }
+    };
+    let pgid = child.id() as i32;
+    // Forwards the signals that came (after clearing the socket, so none is missed).
+    let forward = |signals: &mut SignalDelivery<UnixStream, SignalOnly>| {
+        for sig in signals.pending().filter(|&s| s != SIGCHLD) {
+            log::info!("forwarding signal {sig} to COMMAND");
+            if let Some(s) = Signal::from_named_raw(sig) {
+                kill_group(pgid, s);
+            }
         }
     };
 
-    let (tx, rx) = mpsc::channel();
-    let keep = refresh.then(|| {
-        let tx = tx.clone();
-        lock.keep_alive(move |e| {
-            let _ = tx.send(Event::Lost(e.to_string()));
-        })
+    let (lost_tx, lost) = mpsc::channel();
+    let mut keep_start = refresh.then(|| {
+        let at = Instant::now() + keep_alive_delay(lock.lifetime());
+        (at, lost_tx, lost_wake)
     });
-    {
-        let tx = tx.clone();
-        let handle = signals.handle();
-        std::thread::spawn(move || {
-            for sig in signals.forever() {
-                if tx.send(Event::Signal(sig)).is_err() {
+    let mut keep = None;
+    let code = loop {
+        forward(&mut signals);
+        if let Ok(msg) = lost.try_recv() {
+            output::say(&format!(
+                "lost the lock {} while COMMAND ran ({msg}); stopping COMMAND",
+                lock.lockfile().display()
+            ));
+            kill_group(pgid, Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait()?.is_none() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    kill_group(pgid, Signal::KILL);
                     break;
                 }
+                wait_for_wakeup(signals.get_read(), Some(left));
+                forward(&mut signals);
             }
-        });
-        // The thread ends with the process; `handle` keeps registration alive until then.
-        std::mem::forget(handle);
-    }
-    std::thread::spawn(move || {
-        let _ = tx.send(Event::Exited(child.wait()));
-    });
-    let code = loop {
-        match rx.recv() {
-            Ok(Event::Exited(status)) => {
-                stop_group(pgid, Duration::from_secs(2));
-                break status_code(status?);
-            }
-            Ok(Event::Signal(sig)) => {
-                log::info!("forwarding signal {sig} to COMMAND");
-                if let Some(s) = rustix::process::Signal::from_named_raw(sig) {
-                    kill_group(pgid, s);
-                }
-            }
-            Ok(Event::Lost(msg)) => {
-                output::say(&format!(
-                    "lost the lock {} while COMMAND ran ({msg}); stopping COMMAND",
-                    lock.lockfile().display()
-                ));
-                kill_group(pgid, rustix::process::Signal::TERM);
-                let deadline = std::time::Instant::now() + Duration::from_secs(5);
-                loop {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    match rx.recv_timeout(left) {
-                        Ok(Event::Exited(_)) => break,
-                        Ok(_) => continue,
-                        Err(_) => {
-                            kill_group(pgid, rustix::process::Signal::KILL);
-                            break;
-                        }
-                    }
-                }
-                stop_group(pgid, Duration::ZERO);
-                break exit::LOST;
-            }
-            Err(_) => break exit::FAILURE,
+            stop_group(pgid, Duration::ZERO);
+            break exit::LOST;
         }
+        if let Some(status) = child.try_wait()? {
+            stop_group(pgid, Duration::from_secs(2));
+            break status_code(status);
+        }
+        let mut timeout = None;
+        if let Some((at, lost_tx, lost_wake)) = keep_start.take() {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                keep = Some(lock.keep_alive(move |e| {
+                    // The message first, then the wake-up (read in the other order).
+                    let _ = lost_tx.send(e.to_string());
+                    let _ = rustix::io::write(&lost_wake, b"L");
+                }));
+            } else {
+                timeout = Some(left);
+                keep_start = Some((at, lost_tx, lost_wake));
+            }
+        }
+        wait_for_wakeup(signals.get_read(), timeout);
     };
     drop(keep);
-    // Closing its stdin ends the watchdog (the group is already gone).
-    drop(watchdog);
+    // If the group is gone, the watchdog can go; else it stays armed and kills what is left
+    // of the group when we exit.
+    if group_gone(pgid) {
+        watchdog.disarm();
+    }
     Ok(code)
 }
 
+/// How long COMMAND runs before the keep-alive thread starts: a tenth of the lifetime, at
+/// most 100 ms. Its first refresh comes that much later than lifetime/3, far before expiry.
 #[cfg(unix)]
-fn kill_group(pgid: i32, sig: rustix::process::Signal) {
+fn keep_alive_delay(lifetime: Duration) -> Duration {
+    (lifetime / 10).min(Duration::from_millis(100))
+}
+
+/// Sleeps until `wake` is readable (a signal, or a lost lock), or `timeout` passed. It may
+/// return early (EINTR), which the callers' loops allow for.
+#[cfg(unix)]
+fn wait_for_wakeup(wake: &std::os::unix::net::UnixStream, timeout: Option<Duration>) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    // (A timeout too large for a timespec is no timeout.)
+    let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
+    let mut fds = [PollFd::new(wake, PollFlags::IN)];
+    let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+}
+
+/// Sends `sig` to process group `pgid`. Only system calls: the watchdog calls it too.
+/// (Never for a `pgid` of 1 or less: `kill(-1)` would signal every process we may signal.)
+#[cfg(unix)]
+pub(crate) fn kill_group(pgid: i32, sig: rustix::process::Signal) {
+    if pgid <= 1 {
+        return;
+    }
     if let Some(p) = rustix::process::Pid::from_raw(pgid) {
         let _ = rustix::process::kill_process_group(p, sig);
     }
 }
 
+/// No process is left in group `pgid`.
+#[cfg(unix)]
+fn group_gone(pgid: i32) -> bool {
+    rustix::process::Pid::from_raw(pgid).is_some_and(|p| {
+        rustix::process::test_kill_process_group(p) == Err(rustix::io::Errno::SRCH)
+    })
+}
+
 /// Stops what is left of COMMAND's group: SIGTERM, then SIGKILL after `grace`.
 #[cfg(unix)]
 fn stop_group(pgid: i32, grace: Duration) {
-    let Some(p) = rustix::process::Pid::from_raw(pgid) else {
+    let Some(p) = rustix::process::Pid::from_raw(pgid).filter(|_| pgid > 1) else {
         return;
     };
     if rustix::process::test_kill_process_group(p).is_err() {
@@ -208,42 +245,6 @@ fn stop_group(pgid: i32, grace: Duration) {
     let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
 }
 
-/// On Linux, COMMAND gets SIGKILL when we die, even before the watchdog acts.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[allow(unsafe_code)]
-fn set_parent_death_signal(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the forked child before exec; it only makes the raw
-    // prctl and getppid system calls (async-signal-safe) and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            // If we died before prctl took effect, the child was reparented: give up.
-            if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(parent) {
-                return Err(std::io::Error::other("parent died"));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
-fn set_parent_death_signal(_cmd: &mut std::process::Command) {}
-
-/// `__watchdog PGID`: waits for EOF on stdin (our parent exited or died), then kills the
-/// process group, in case anything of it is left.
-pub fn watchdog(pgid: i32) {
-    use std::io::Read;
-    let mut buf = [0u8; 64];
-    let mut stdin = std::io::stdin();
-    while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
-    #[cfg(unix)]
-    kill_group(pgid, rustix::process::Signal::KILL);
-    #[cfg(not(unix))]
-    let _ = pgid;
-}
-
 /// Runs COMMAND as a plain child process, keeping the lock alive; kills it if the lock is
 /// lost. Returns the exit code.
 #[cfg(not(unix))]
@@ -254,26 +255,22 @@ fn supervise(lock: &Lock, refresh: bool, command: &[OsString]) -> Result<u8> {
         .map_err(|e| spawn_error(&command[0], e))?;
     let (tx, rx) = mpsc::channel();
     let keep = refresh.then(|| {
-        let tx = tx.clone();
         lock.keep_alive(move |e| {
-            let _ = tx.send(Event::Lost(e.to_string()));
+            let _ = tx.send(e.to_string());
         })
     });
     let code = loop {
         if let Some(status) = child.try_wait()? {
             break status_code(status);
         }
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Event::Lost(msg)) => {
-                output::say(&format!(
-                    "lost the lock {} while COMMAND ran ({msg}); stopping COMMAND",
-                    lock.lockfile().display()
-                ));
-                let _ = child.kill();
-                let _ = child.wait();
-                break exit::LOST;
-            }
-            Ok(Event::Exited(_)) | Err(_) => {}
+        if let Ok(msg) = rx.recv_timeout(Duration::from_millis(50)) {
+            output::say(&format!(
+                "lost the lock {} while COMMAND ran ({msg}); stopping COMMAND",
+                lock.lockfile().display()
+            ));
+            let _ = child.kill();
+            let _ = child.wait();
+            break exit::LOST;
         }
     };
     drop(keep);

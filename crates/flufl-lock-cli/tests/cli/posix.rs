@@ -180,6 +180,69 @@ fn run_parent_death_kills_command_group() {
     );
 }
 
+/// A Ctrl-C at the terminal (SIGINT to flufl-lock's process group) does not reach the
+/// watchdog, which is in a group of its own: COMMAND ignores the forwarded SIGINT and runs
+/// on, and when flufl-lock is then SIGKILLed, COMMAND's whole group still goes.
+#[test]
+fn run_terminal_interrupt_spares_the_watchdog() {
+    use std::os::unix::process::CommandExt;
+    let (dir, lock) = tmp();
+    let pids = dir.path().join("pids");
+    let script = format!("trap '' INT; sleep 300 & echo $$ $! > {}; wait", s(&pids));
+    let mut child = cmd()
+        .args(["run", s(&lock), "--", "sh", "-c", &script])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(10), "pids written", || {
+        std::fs::read_to_string(&pids).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let pids: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let group = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process_group(group, rustix::process::Signal::INT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pids.iter().all(|&p| alive(p)), "COMMAND ignores SIGINT");
+    assert!(child.try_wait().unwrap().is_none(), "flufl-lock runs on");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eventually(Duration::from_secs(5), "COMMAND and its child gone", || {
+        pids.iter().all(|&p| !alive(p))
+    });
+}
+
+/// The keep-alive refreshes the lock while COMMAND runs past its lifetime.
+#[test]
+fn run_refreshes_while_command_runs() {
+    let (d, lock) = tmp();
+    let out = d.path().join("status.json");
+    let script = format!("sleep 1.5; {BIN} status --json {} > {}", s(&lock), s(&out));
+    let o = run(&[
+        "run",
+        "--lifetime",
+        "600ms",
+        s(&lock),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json = std::fs::read_to_string(&out).unwrap();
+    let ms: i64 = json
+        .split("\"expires_in_ms\": ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('}')
+        .parse()
+        .unwrap();
+    assert!(ms > 0, "not refreshed: {json}");
+}
+
 /// A lock lost while COMMAND runs: a message on stderr, COMMAND stopped, exit 76, and the
 /// new holder keeps its lock.
 #[test]
