@@ -71,7 +71,10 @@ grep -E '^test result' target/wine-tests.log | awk '{p+=$4; f+=$6} END {printf "
 
 step "NFS test bed: nfs-ganesha and two FUSE-bridge clients (testbed/nfs)"
 cargo build --release -q -p flufl-lock-cli
-bash testbed/nfs/run.sh --require-cli --netns   # server and each client in its own network namespace
+# Server and each client in its own network namespace. e-scale (issue 15) at N = 20, time-boxed
+# (about 2 minutes): fails on an overlap, a lost update or a stuck waiter; prints its targets.
+E_NS=20 E_ATTR_TIMEOUTS=1000 E_LOOP_SECS=15 E_WINDOW_S=5 \
+  bash testbed/nfs/run.sh --require-cli --netns
 
 step "Packaging"
 cargo package -p flufl-lock -p flufl-lock-cli --allow-dirty
