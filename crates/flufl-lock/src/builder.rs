@@ -190,7 +190,7 @@ impl LockBuilder {
     /// restarted when the lock changes hands. Defaults 1 ms and 100 ms. On local Linux
     /// filesystems a release wakes waiters at once, and polling is a safety net that backs
     /// off from at least 50 ms to at least once a second. On remote filesystems waiters take
-    /// turns instead: the first in line polls every 50 ms, the others the slower the further
+    /// turns instead: the first in line polls every 40 ms, the others the slower the further
     /// back (docs/protocol.md: Waiting).
     ///
     /// # Examples

@@ -18,16 +18,16 @@ use super::*;
 use std::ffi::{OsStr, OsString};
 
 /// How often the first in line tries to take the lock (`link`).
-const FIRST: Duration = Duration::from_millis(50);
+const FIRST: Duration = Duration::from_millis(40);
 /// How often a waiter in line looks at the lock just after the line moved; it backs off
 /// (×1.5 a look) while nothing changes, to [`SECOND`] for the second in line (which must see
-/// the first take the lock before it lets go, to be first in line by then), to 300 ms for the
-/// third, and to [`LAST`] further back.
+/// the first take the lock before it lets go, to be first in line by then), and to [`LAST`]
+/// further back.
 const SECOND: Duration = Duration::from_millis(150);
-const LAST: Duration = Duration::from_millis(600);
+const LAST: Duration = Duration::from_millis(300);
 /// A lock seen free by a waiter in line is left to the waiters ahead for this long: until
 /// each has surely looked (a waiter ahead may not have seen the line move yet).
-const FREE_GRACE: Duration = Duration::from_millis(750);
+const FREE_GRACE: Duration = Duration::from_millis(450);
 /// A directory of more names than this is not listed again: its waiters take no turns.
 const MAX_LISTED: usize = 10_000;
 /// The claims ahead are looked at (one `lstat` each) this often by the waiters near the
@@ -42,7 +42,6 @@ fn pace_cap(ahead: usize) -> Duration {
     match ahead {
         0 => FIRST,
         1 => SECOND,
-        2 => SECOND * 2,
         _ => LAST,
     }
 }
@@ -336,15 +335,15 @@ fn abandoned(m: &Meta, now: SystemTime) -> bool {
 mod tests {
     use super::*;
 
-    /// Looks back off from 150 ms to 150 ms, 300 ms and 600 ms for the second, third and
-    /// later in line; listings from 2 s to 10 s.
+    /// Looks back off from 150 ms to 150 ms for the second in line, 300 ms further back;
+    /// listings from 2 s to 10 s.
     #[test]
     fn looks_slow_down_with_the_place_in_line() {
         assert_eq!(pace_cap(0), FIRST);
         assert_eq!(pace_cap(1), Duration::from_millis(150));
         assert_eq!(pace_cap(2), Duration::from_millis(300));
-        assert_eq!(pace_cap(3), Duration::from_millis(600));
-        assert_eq!(pace_cap(usize::MAX), Duration::from_millis(600));
+        assert_eq!(pace_cap(3), Duration::from_millis(300));
+        assert_eq!(pace_cap(usize::MAX), Duration::from_millis(300));
         assert_eq!(relist(0), Duration::from_secs(2));
         assert_eq!(relist(usize::MAX), Duration::from_secs(10));
     }

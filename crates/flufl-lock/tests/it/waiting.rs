@@ -64,11 +64,11 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 /// Eight waiters on a "remote" filesystem behind a holder: only the first in line tries to
-/// take the lock, 20 times a second (each with an `lstat`); the others look at it without
-/// taking it, about 20 times a second in all (the second in line 6.7, the third 3.3, the
-/// others 1.7 each), where each tried 10 times a second before (80 in all, each with a
-/// read); an unchanged lock file is not read again; and once the holder lets go they are
-/// served in arrival order.
+/// take the lock, 25 times a second (each with an `lstat`); the others look at it without
+/// taking it, about 27 times a second in all (the second in line 6.7, the others 3.3 each),
+/// where each tried 10 times a second before (80 in all, each with an open and a read); an
+/// unchanged lock file is not read again; and once the holder lets go they are served in
+/// arrival order.
 #[test]
 fn remote_waiters_take_turns_at_a_bounded_total_poll_rate() {
     const N: usize = 8;
@@ -109,10 +109,10 @@ fn remote_waiters_take_turns_at_a_bounded_total_poll_rate() {
     let after = count();
     let [links, looks, reads] = [0, 1, 2].map(|i| (after[i] - before[i]) / 2.0);
     assert!(
-        (10.0..=26.0).contains(&links),
-        "the first in line tries 20 times a second; all tried {links:.0} times a second"
+        (12.0..=30.0).contains(&links),
+        "the first in line tries 25 times a second; all tried {links:.0} times a second"
     );
-    assert!(looks <= 50.0, "{looks:.0} looks a second");
+    assert!(looks <= 65.0, "{looks:.0} looks (lstat, open) a second");
     assert!(
         reads <= 1.0,
         "an unchanged lock file was read {reads} times a second"
@@ -227,7 +227,7 @@ fn a_waiter_removes_the_claim_of_a_dead_waiter_and_passes_over_an_expired_one() 
         Duration::from_secs(5),
         || !dead_claim.exists(),
     );
-    // First in line now: it polls 20 times a second.
+    // First in line now: it polls 25 times a second.
     std::thread::sleep(Duration::from_millis(1500));
     let before = fs.links.load(Relaxed);
     std::thread::sleep(Duration::from_secs(1));
