@@ -7,10 +7,14 @@ Loaded by run_suite.py (``-p suite_plugin``). It
   passes fails the run), and fails the run if a listed test was not collected;
 - fails the run if a test is skipped, or if the number of tests collected is not the
   suite's (123);
+- ends the child processes an expected failure leaves waiting (a test that expects lock()
+  to raise lets its child go only after the raise: without it, the child would wait
+  forever, and pytest with it, at exit);
 - prints ``flufl.lock suite: P passed, X expected failures, F failed``, then the expected
   failures with their reasons, then whatever went wrong.
 """
 
+import multiprocessing
 import os
 import sys
 
@@ -76,6 +80,24 @@ def pytest_collection_modifyitems(session, config, items):
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True, run=True))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    before = set(multiprocessing.active_children())
+    try:
+        return (yield)
+    finally:
+        if item.nodeid in EXPECTED:
+            for child in set(multiprocessing.active_children()) - before:
+                child.join(0.5)
+                if child.is_alive():
+                    child.terminate()
+                    child.join(5)
+                    _ended.append(f'{item.nodeid}: child pid {child.pid}')
+
+
+_ended = []
+
+
 def pytest_runtest_logreport(report):
     if report.when != 'call' and report.passed:
         return
@@ -103,6 +125,14 @@ def _counts():
 
 
 def pytest_sessionfinish(session, exitstatus):
+    # Children still running (the suite never joins them): give them time to end, as
+    # multiprocessing would at exit, but not forever.
+    for child in multiprocessing.active_children():
+        child.join(30)
+        if child.is_alive():
+            _problems.append(f'child pid {child.pid} still running after the suite; ended')
+            child.terminate()
+            child.join(5)
     _passed, _xfailed, bad = _counts()
     if bad or _problems:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -115,6 +145,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     write(f'Expected failures ({len(xfailed)}; testbed/python/expected-failures.txt):')
     for test_id in sorted(xfailed):
         write(f'  {test_id}: {EXPECTED[test_id]}')
+    for ended in _ended:
+        write(f'  (ended the child an expected failure left waiting: {ended})')
     words = {
         'xpassed': 'passed, but is listed as an expected failure: remove it from the list',
         'skipped': 'skipped (no test may be skipped)',
