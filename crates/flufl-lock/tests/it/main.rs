@@ -12,6 +12,8 @@ mod asynk;
 #[cfg(all(unix, feature = "tokio"))]
 mod attack;
 mod attack2;
+#[cfg(unix)]
+mod attack3;
 mod basic;
 #[cfg(unix)]
 mod faults;
