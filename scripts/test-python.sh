@@ -2,7 +2,7 @@
 # The Python part of the tests (issue 16): builds the flufl_lock_rs wheel, installs it into
 # a venv, and runs
 #   1. our own tests of the package (crates/flufl-lock-py/tests: API, threads, Ctrl-C,
-#      fork, _now, stubs);
+#      fork, _now, stubs) and its example;
 #   2. flufl.lock 10.0.0's own test suite against it (testbed/python/run_suite.py);
 #   3. mixed contention over one lock: our package, the real flufl.lock and the
 #      flufl-lock command, then a crashed holder recovered (testbed/python/mixed.py);
@@ -78,6 +78,7 @@ export FLUFL_LOCK_CLI
 
 step "Our tests of the package (crates/flufl-lock-py/tests)"
 "$PY" -m pytest -p no:cacheprovider -q crates/flufl-lock-py/tests
+"$PY" crates/flufl-lock-py/examples/spool.py
 
 step "flufl.lock 10.0.0's own suite against flufl_lock_rs"
 "$PY" testbed/python/run_suite.py "$REPO/target/python-suite"

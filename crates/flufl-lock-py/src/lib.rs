@@ -4,7 +4,7 @@
 //! This module is the thin native half. The Python half (`python/flufl_lock_rs/_lockfile.py`)
 //! gives it flufl.lock 10.0.0's API: the `Lock` class, `LockState`, the exceptions,
 //! `timedelta` and `datetime` values. Here each call releases the GIL around the library
-//! call, and a waiting `lock()` wakes every [`SLICE`] to let Python run its signal handlers,
+//! call, and a waiting `lock()` wakes every 50 ms to let Python run its signal handlers,
 //! so that Ctrl-C raises `KeyboardInterrupt` at once, with no claim file left behind.
 //!
 //! The library logs through the `log` crate; this module forwards those records to Python's
