@@ -497,6 +497,7 @@ impl LockBuilder {
                 malformed: None,
                 marker_taken: None,
                 remote: None,
+                unlisted: false,
             }),
             idle: std::sync::Condvar::new(),
             pid,

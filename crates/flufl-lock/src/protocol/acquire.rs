@@ -6,7 +6,7 @@
 //! (`asynk.rs`) run the same attempts on one claim; neither holds the state lock while it
 //! sleeps, so queries from other threads answer at once.
 
-use super::queue::Queue;
+use super::queue::{self, Queue};
 use super::*;
 use crate::wait::Backoff;
 
@@ -35,9 +35,11 @@ pub(crate) struct Acquisition {
     /// Our link made the lock file our claim at least once: an acquisition that fails
     /// after that removes the lock file if it is still ours.
     linked: bool,
-    /// The lock file last read and its claim: while the lock file is still that inode, a
-    /// poll is `link` and `lstat` alone (docs/protocol.md: Waiting).
-    known: Option<(FileId, Box<Claim>)>,
+    /// The lock file last read (its identity and change time) and its claim: while the lock
+    /// file is still that inode, unchanged, a poll is `link` and `lstat` alone
+    /// (docs/protocol.md: Waiting). The change time tells a recycled inode number: linking a
+    /// claim to the lock name stamps it.
+    known: Option<(FileId, SystemTime, Box<Claim>)>,
     /// Our place in line, waiting on a remote filesystem.
     queue: Option<Queue>,
 }
@@ -142,18 +144,20 @@ impl Inner {
     pub(crate) fn attempt(&self, a: &mut Acquisition) -> Result<Next> {
         let mut st = self.lock_state();
         let st = &mut *st;
-        // Keep our claim's expiry fresh while we wait, so the lock is not born expired.
-        if self.stamp_is_old(st) {
+        // Keep our claim's expiry fresh while we wait, so the lock is not born expired (and,
+        // in line, so that those behind see we still wait).
+        if self.restamp_in(st, a.queue.is_some()).is_zero() {
             self.restamp_claim(st)?;
         }
         // protocol.md: Waiting. On a remote filesystem a newcomer first joins the line, so
         // that it does not take a lock just let go from under the first in line; in line
-        // behind others (while our timeout allows), it looks without taking.
-        if a.queue.is_none() && self.is_remote(st) {
+        // behind others (while our timeout allows), it looks without taking. (A `try_lock`,
+        // whose deadline has come, never waits in line.)
+        let due = a.deadline.is_some_and(|d| self.fs.monotonic() >= d);
+        if a.queue.is_none() && !due && self.is_remote(st) {
             a.queue = Some(self.join_line(st));
         }
-        let in_line = a.queue.as_ref().is_some_and(Queue::in_line)
-            && a.deadline.is_none_or(|d| self.fs.monotonic() < d);
+        let in_line = a.queue.as_ref().is_some_and(Queue::in_line) && !due;
         let seen = if in_line {
             self.look_in_line(st, a)
         } else {
@@ -230,9 +234,11 @@ impl Inner {
         &self,
         a: &mut Acquisition,
     ) -> Option<std::result::Result<(Meta, Box<Claim>), Next>> {
-        let (id, c) = a.known.as_ref()?;
+        let (id, changed, c) = a.known.as_ref()?;
         match self.call(|| self.fs.lstat(&self.lockfile)) {
-            Ok(m) if m.id == *id && m.kind == FileKind::Regular => Some(Ok((m, c.clone()))),
+            Ok(m) if m.id == *id && m.changed == *changed && m.kind == FileKind::Regular => {
+                Some(Ok((m, c.clone())))
+            }
             Err(e) if is_not_found(&e) => {
                 a.known = None;
                 Some(Err(Next::Again))
@@ -256,7 +262,8 @@ impl Inner {
         st: &State,
         a: &mut Acquisition,
     ) -> Option<std::result::Result<(Meta, Box<Claim>), Next>> {
-        let seen = if a.queue.as_ref().is_some_and(Queue::first_here) {
+        let now = self.fs.monotonic();
+        let seen = if a.queue.as_mut().is_some_and(|q| q.ask_server(now)) {
             self.call(|| self.fs.open_read(&self.lockfile))
                 .and_then(|f| self.call(|| self.fs.fstat_cached(&f)))
         } else {
@@ -274,8 +281,8 @@ impl Inner {
                 }))
             }
             Ok(m) if m.kind == FileKind::Regular => {
-                let (id, c) = a.known.as_ref()?;
-                (m.id == *id).then(|| Ok((m, c.clone())))
+                let (id, changed, c) = a.known.as_ref()?;
+                (m.id == *id && m.changed == *changed).then(|| Ok((m, c.clone())))
             }
             // Another kind of file, or an error: the full look says what it is.
             _ => None,
@@ -295,7 +302,7 @@ impl Inner {
             View::Theirs(meta, c) => {
                 a.transient = 0;
                 st.malformed = None;
-                a.known = Some((meta.id, c.clone()));
+                a.known = Some((meta.id, meta.changed, c.clone()));
                 Ok(Ok((meta, c)))
             }
             View::Ours => {
@@ -425,9 +432,10 @@ impl Inner {
             None => a.backoff.step(self.fs.random()),
         };
         // Wake for the holder's expiry, and in time to re-stamp our claim (`attempt`).
-        pause = pause
-            .min(j.left + Duration::from_millis(1))
-            .min((st.lifetime / 8).max(self.cfg.min_poll));
+        pause = pause.min(j.left + Duration::from_millis(1)).min(
+            self.restamp_in(st, a.queue.is_some())
+                .max(self.cfg.min_poll),
+        );
         if let Some(d) = a.deadline {
             pause = pause.min(d.saturating_duration_since(now));
         }
@@ -476,6 +484,22 @@ impl Inner {
                 self.lockfile.display()
             );
         }
+    }
+
+    /// How long until our waiting claim is re-stamped: a quarter of the lifetime after its
+    /// last stamp, and in line at most [`queue::HEARTBEAT`] after (zero: now).
+    fn restamp_in(&self, st: &State, in_line: bool) -> Duration {
+        let Some(c) = st.claim else {
+            return Duration::MAX;
+        };
+        let every = if in_line {
+            (st.lifetime / 4).min(queue::HEARTBEAT)
+        } else {
+            st.lifetime / 4
+        };
+        c.stamped
+            .saturating_add(every)
+            .saturating_sub(self.fs.boot_clock())
     }
 
     /// Whether our claim's expiry was stamped more than a quarter of the lifetime ago.

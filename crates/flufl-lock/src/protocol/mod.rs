@@ -59,6 +59,8 @@ pub(crate) struct State {
     pub(crate) marker_taken: Option<Duration>,
     /// Whether the lock's directory is on a remote filesystem, once a wait asked.
     pub(crate) remote: Option<bool>,
+    /// The lock's directory could not be listed to take turns (docs/protocol.md: Waiting).
+    pub(crate) unlisted: bool,
 }
 
 pub(crate) struct Inner {

@@ -28,11 +28,22 @@ const LAST: Duration = Duration::from_millis(300);
 /// A lock seen free by a waiter in line is left to the waiters ahead for this long: until
 /// each has surely looked (a waiter ahead may not have seen the line move yet).
 const FREE_GRACE: Duration = Duration::from_millis(450);
+/// A newcomer that finds the lock free (it has not seen it held) leaves it to those ahead
+/// for two polls of the first in line: a live line would have taken it by then, so what is
+/// ahead is most likely a claim left by a waiter that died elsewhere, not yet known as such.
+const NEWCOMER_GRACE: Duration = Duration::from_millis(100);
 /// A directory of more names than this is not listed again: its waiters take no turns.
 const MAX_LISTED: usize = 10_000;
 /// The claims ahead are looked at (one `lstat` each) this often by the waiters near the
 /// front, to pass over dead ones.
 const CHECK: Duration = Duration::from_secs(1);
+/// A waiter in line re-stamps its claim at least this often (its expiry, a lifetime ahead:
+/// the server stamps the change time), so that those behind can tell a claim left by a
+/// waiter that died elsewhere: one not changed for twice this long (or half its lifetime).
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(10);
+/// A waiter in line that reads its host's cache asks the server itself at least this often,
+/// in case the first in line here stopped looking (a stopped process).
+const FRESH: Duration = Duration::from_secs(5);
 /// The directory is listed at most this often when the line moved in a way our looks did
 /// not follow (a holder not in line ahead of us, a lock seen free).
 const RELIST_SOON: Duration = Duration::from_millis(300);
@@ -79,8 +90,12 @@ pub(crate) struct Queue {
     /// The pause between our looks: [`SECOND`] after the line moved, growing while it
     /// does not.
     pace: Duration,
-    /// When we saw the lock free while waiting in line.
-    free_since: Option<Instant>,
+    /// When we last asked the server about the lock ourselves (in line).
+    asked: Option<Instant>,
+    /// When we saw the lock free while waiting in line, and how long we leave it then.
+    free_since: Option<(Instant, Duration)>,
+    /// We saw the lock held during this acquisition.
+    seen_held: bool,
     /// The lock stayed free past [`FREE_GRACE`]: take it.
     take: bool,
 }
@@ -96,15 +111,21 @@ impl Queue {
         !self.blind && !self.ahead.is_empty() && !self.take
     }
 
-    /// Whether we are the first in line on our host: our looks must ask the server. (Those
-    /// behind us here read what our looks, or the first in line's polls, left in the host's
-    /// cache.)
-    pub(crate) fn first_here(&self) -> bool {
-        !self.ahead.iter().any(|a| a.here)
+    /// Whether our next look must ask the server: we are the first in line on our host, or
+    /// have not asked for [`FRESH`]. (Those behind the first in line here read what its
+    /// looks, or the first in line's polls, left in the host's cache.)
+    pub(crate) fn ask_server(&mut self, now: Instant) -> bool {
+        let ask =
+            !self.ahead.iter().any(|a| a.here) || self.asked.is_none_or(|t| now >= later(t, FRESH));
+        if ask {
+            self.asked = Some(now);
+        }
+        ask
     }
 
     /// We saw the lock held.
     pub(crate) fn saw_held(&mut self) {
+        self.seen_held = true;
         self.free_since = None;
         self.take = false;
     }
@@ -138,15 +159,23 @@ impl Inner {
     /// ahead; the first few are looked at (one `lstat` each) to pass over those that no
     /// longer wait (expired, abandoned, dead) and those made after ours (two newcomers that
     /// each listed the other's claim), up to three that do.
-    pub(crate) fn join_line(&self, st: &State) -> Queue {
+    pub(crate) fn join_line(&self, st: &mut State) -> Queue {
         let mut q = Queue::default();
+        if st.unlisted {
+            q.blind = true;
+            return q;
+        }
         self.list_line(&mut q, 0);
+        // Not listed again for this `Lock`: a directory too large to read at every
+        // acquisition, or unreadable, stays so.
+        st.unlisted = q.blind;
         q.listed = Some(self.fs.monotonic());
         let born = st
             .claim
             .map(|c| c.born)
             .filter(|_| sys::CHANGE_TIME_IS_SERVER_TIME);
         self.check_ahead(st, &mut q, 3, born);
+        q.checked = q.listed;
         q
     }
 
@@ -188,8 +217,11 @@ impl Inner {
         let now = self.fs.monotonic();
         q.holder = 0;
         if q.ahead() <= 3 {
-            self.check_ahead(st, q, 3, None);
-            q.checked = Some(now);
+            // (Not again right after joining.)
+            if q.checked.is_none_or(|t| now >= later(t, NEWCOMER_GRACE)) {
+                self.check_ahead(st, q, 3, None);
+                q.checked = Some(now);
+            }
         } else {
             q.relist_soon = true;
             if q.relist_due(now) {
@@ -200,10 +232,15 @@ impl Inner {
         if !q.in_line() {
             return None;
         }
-        let since = *q.free_since.get_or_insert(now);
+        let grace = if q.seen_held {
+            FREE_GRACE
+        } else {
+            NEWCOMER_GRACE
+        };
+        let (since, grace) = *q.free_since.get_or_insert((now, grace));
         let waited = now.saturating_duration_since(since);
-        q.take = waited >= FREE_GRACE;
-        (!q.take).then(|| (FREE_GRACE - waited).min(SECOND))
+        q.take = waited >= grace;
+        (!q.take).then(|| (grace - waited).min(SECOND))
     }
 
     /// Lists the lock's directory: the first time, the claims there (other than ours and the
@@ -319,16 +356,15 @@ impl Inner {
 
 /// Whether a waiting claim of ours, with attributes `m`, stopped being re-stamped at server
 /// time `now`: a waiter re-stamps its claim's expiry (a lifetime ahead) every quarter of its
-/// lifetime, and the server stamps the change time then, so the lifetime is the expiry less
-/// the change time, and a claim not changed for half of it (and a second) is abandoned.
+/// lifetime, and in line at least every [`HEARTBEAT`], and the server stamps the change time
+/// then, so the lifetime is the expiry less the change time, and a claim not changed for
+/// half of it or two heartbeats (and a second) is abandoned.
 fn abandoned(m: &Meta, now: SystemTime) -> bool {
     let Ok(lifetime) = m.modified.duration_since(m.changed) else {
         return false;
     };
-    sys::CHANGE_TIME_IS_SERVER_TIME
-        && now
-            .duration_since(m.changed)
-            .is_ok_and(|age| age > lifetime / 2 + Duration::from_secs(1))
+    let limit = (lifetime / 2).min(HEARTBEAT * 2) + Duration::from_secs(1);
+    sys::CHANGE_TIME_IS_SERVER_TIME && now.duration_since(m.changed).is_ok_and(|age| age > limit)
 }
 
 #[cfg(test)]
@@ -361,12 +397,15 @@ mod tests {
             ..Queue::default()
         };
         assert!(q.in_line());
-        assert!(!q.first_here());
+        let t = Instant::now();
+        assert!(q.ask_server(t), "never asked yet");
+        assert!(!q.ask_server(t + Duration::from_secs(1)));
+        assert!(q.ask_server(t + FRESH));
         assert!(!q.served(9));
         assert!(!q.served(0));
         assert!(q.served(8));
         assert_eq!(q.ahead(), 1);
-        assert!(q.first_here());
+        assert!(q.ask_server(t + FRESH), "first in line here");
         q.take = true;
         assert!(!q.in_line());
         q.saw_held();

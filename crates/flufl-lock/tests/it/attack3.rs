@@ -1,7 +1,9 @@
 //! Review of waiting in turns (docs/protocol.md: Waiting; `protocol/queue.rs` and the
 //! `look_again`/`look_in_line` polls of `protocol/acquire.rs`), as a hostile or unlucky
-//! environment would attack it. Tests marked `#[ignore = "break: ..."]` show a break that is
-//! not fixed yet; the others pin down attacks the change survives.
+//! environment would attack it. The tests headed BREAK and COST failed before the fixes that
+//! followed the review (the lock file's change time kept with the claim read; no line for a
+//! `try_lock`; a short grace for a newcomer that finds the lock free); the others pin down
+//! attacks the change survived.
 
 use crate::support::{lock_path, Layer, Layered};
 use flufl_lock::sys::{FileId, Fs, Meta, RealFs};
@@ -174,7 +176,7 @@ fn a_dead_holder_on_a_new_inode_is_broken_at_once() {
     assert_eq!(r, Ok(()), "holders reported after the swap: {seen:?}");
 }
 
-/// BREAK: `look_again` reuses the claim read last time while the lock file has the same
+/// BREAK (fixed): `look_again` reused the claim read last time while the lock file has the same
 /// inode number, so a recycled number makes the waiter judge H2's lock by H1's claim: H1 is
 /// alive, so H2's lock (whose holder is dead, provably, on this host) is not broken; the
 /// waiter times out where it should have taken the lock at once, and reports H1 (this
@@ -183,7 +185,6 @@ fn a_dead_holder_on_a_new_inode_is_broken_at_once() {
 /// re-read while the number stays.
 #[cfg(target_os = "linux")]
 #[test]
-#[ignore = "break: a recycled inode number makes look_again judge a new lock by the old holder's claim (a dead holder's lock not broken, the wrong holder reported)"]
 fn a_recycled_inode_number_does_not_hide_a_dead_holder() {
     let (r, seen) = recycled_inode_hides_a_dead_holder(true, false);
     let me = std::process::id();
@@ -199,7 +200,6 @@ fn a_recycled_inode_number_does_not_hide_a_dead_holder() {
 /// and polls with `link` + `lstat`.
 #[cfg(target_os = "linux")]
 #[test]
-#[ignore = "break: a recycled inode number makes look_again judge a new lock by the old holder's claim (remote, first in line)"]
 fn a_recycled_inode_number_does_not_hide_a_dead_holder_remote() {
     let (r, seen) = recycled_inode_hides_a_dead_holder(true, true);
     assert_eq!(r, Ok(()), "holders reported after the swap: {seen:?}");
@@ -221,14 +221,13 @@ impl Layer for Listed {
     }
 }
 
-/// COST: `try_lock` (and `lock_timeout(0)`) never waits in line (its deadline has passed
+/// COST (fixed): `try_lock` (and `lock_timeout(0)`) never waits in line (its deadline has passed
 /// before the first try), yet on a remote filesystem it joins the line first: it lists the
 /// lock's directory (up to 10,000 names, one READDIR per ~100 on NFS), asks the kernel about
 /// every claim of this host, and removes the claim files of dead waiters, all before its one
 /// `link`. None of it can change what it does.
 #[cfg(target_os = "linux")]
 #[test]
-#[ignore = "cost: try_lock on a remote filesystem lists the directory and removes dead waiters' claims before its single link"]
 fn try_lock_does_not_list_the_directory() {
     let (dir, path) = lock_path();
     let host = flufl_lock::sys::hostname();
@@ -255,14 +254,13 @@ fn try_lock_does_not_list_the_directory() {
     );
 }
 
-/// COST: a waiter that died on another host (or on this host before a reboot) leaves its
+/// COST (fixed: a newcomer that finds the lock free leaves it 100 ms): a waiter that died on another host (or on this host before a reboot) leaves its
 /// claim file; with a long lifetime nothing passes over it until half that lifetime has gone
 /// by (`abandoned`), and no one removes it. Until then every acquisition on a remote
 /// filesystem counts it ahead, so even an uncontended `lock()` of a free lock waits out the
 /// time a free lock is left to those ahead (`FREE_GRACE`: 750 ms at 4cd6345, 450 ms at
 /// 7312234) before its first `link`.
 #[test]
-#[ignore = "cost: a leftover claim of a crashed waiter (long lifetime) makes every uncontended lock() on a remote filesystem wait FREE_GRACE (450 ms)"]
 fn a_leftover_claim_does_not_delay_an_uncontended_lock() {
     let (dir, path) = lock_path();
     // Stamped a moment ago with a lifetime of a day, by a waiter on a host that then crashed.

@@ -19,6 +19,12 @@ const AFS_SUPER_MAGIC: i64 = 0x5346_414f;
 const CEPH_SUPER_MAGIC: i64 = 0x00c3_6400;
 const GPFS_SUPER_MAGIC: i64 = 0x4750_4653;
 const LUSTRE_SUPER_MAGIC: i64 = 0x0bd0_0bd0;
+/// 9p (QEMU and WSL2 shares), the cluster filesystems OCFS2 and GFS2, VirtualBox shares:
+/// other machines change them, and inotify does not see it.
+const V9FS_MAGIC: i64 = 0x0102_1997;
+const OCFS2_SUPER_MAGIC: i64 = 0x7461_636f;
+const GFS2_MAGIC: i64 = 0x0116_1970;
+const VBOXSF_MAGIC: i64 = 0x786f_4256;
 
 pub fn is_remote(dir: &Path) -> io::Result<bool> {
     let st = rustix::fs::statfs(dir)?;
@@ -35,6 +41,10 @@ pub fn is_remote(dir: &Path) -> io::Result<bool> {
             | CEPH_SUPER_MAGIC
             | GPFS_SUPER_MAGIC
             | LUSTRE_SUPER_MAGIC
+            | V9FS_MAGIC
+            | OCFS2_SUPER_MAGIC
+            | GFS2_MAGIC
+            | VBOXSF_MAGIC
     ))
 }
 
