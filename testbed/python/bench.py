@@ -8,8 +8,9 @@ Python with the real flufl.lock 10.0.0 (testbed/interop/setup.sh). Each side run
 own processes (the same worker code, importing one package or the other), on a local
 filesystem (a temporary directory):
 
-- uncontended: ``lock()`` + ``unlock()`` of a free lock, one process, many cycles; the
-  median of 5 rounds, in microseconds per cycle;
+- uncontended: ``lock()`` + ``unlock()`` of a free lock, one process per side, many
+  cycles; the median of 7 rounds, the two sides' rounds interleaved, in microseconds per
+  cycle;
 - hand-off: two processes take turns; a waiter is inside ``lock()`` when the holder calls
   ``unlock()``; the time from the start of ``unlock()`` to the waiter's ``lock()``
   returning (``time.monotonic_ns()``, one clock for both processes); median and 90th
@@ -83,18 +84,26 @@ class Worker:
         self.proc.wait(30)
 
 
-def uncontended(python, package, cycles, rounds=5):
+def uncontended(sides, rounds=7):
+    """Median microseconds per cycle of each side; their rounds interleaved, so that load
+    from elsewhere on the machine weighs on both alike."""
     with tempfile.TemporaryDirectory() as d:
-        w = Worker(python, package, os.path.join(d, 'bench.lck'))
-        w.send(f'cycles {max(cycles // 10, 1)}')  # warm-up
-        w.expect('cycles')
-        per = []
+        workers = []
+        for k, (python, package, cycles) in enumerate(sides):
+            w = Worker(python, package, os.path.join(d, f'bench{k}.lck'))
+            w.send(f'cycles {max(cycles // 10, 1)}')  # warm-up
+            w.expect('cycles')
+            workers.append((w, cycles, []))
         for _ in range(rounds):
-            w.send(f'cycles {cycles}')
-            per.append(int(w.expect('cycles')[1]) / cycles / 1000)
-        w.close()
-    per.sort()
-    return per[len(per) // 2]
+            for w, cycles, per in workers:
+                w.send(f'cycles {cycles}')
+                per.append(int(w.expect('cycles')[1]) / cycles / 1000)
+        result = []
+        for w, _cycles, per in workers:
+            w.close()
+            per.sort()
+            result.append(per[len(per) // 2])
+    return result
 
 
 def handoff(python, package, n, settle):
@@ -129,8 +138,10 @@ def main(argv):
         sys.exit('bench.py: set FLUFL_PY to a Python with flufl.lock 10.0.0 (testbed/interop/setup.sh)')
     ours_py = sys.executable
     rows = []
-    ours_u = uncontended(ours_py, 'flufl_lock_rs', 2000 if quick else 20000)
-    flufl_u = uncontended(flufl_py, 'flufl.lock', 500 if quick else 5000)
+    ours_u, flufl_u = uncontended([
+        (ours_py, 'flufl_lock_rs', 1000 if quick else 4000),
+        (flufl_py, 'flufl.lock', 250 if quick else 1000),
+    ])
     ours_h = handoff(ours_py, 'flufl_lock_rs', 40 if quick else 200, 0.02)
     flufl_h = handoff(flufl_py, 'flufl.lock', 3 if quick else 8, 0.05)
     rows.append(('uncontended lock+unlock', f'{ours_u:.1f} us', f'{flufl_u:.1f} us',
