@@ -116,8 +116,11 @@ impl RawLock {
         let lock = self.inner();
         let start = Instant::now();
         let deadline = match timeout {
-            // A timeout too long for the clock is no timeout.
-            Some(t) => start.checked_add(seconds(t.max(0.0), "timeout")?),
+            Some(t) if t.is_nan() => return Err(PyValueError::new_err("timeout is NaN")),
+            // A negative timeout is one try; one too long for the clock is no timeout.
+            Some(t) => Duration::try_from_secs_f64(t.max(0.0))
+                .ok()
+                .and_then(|d| start.checked_add(d)),
             None => None,
         };
         let mut retaken = false;

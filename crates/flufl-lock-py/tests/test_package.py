@@ -165,6 +165,12 @@ def test_lifetime_and_timeout_forms(lockfile):
             lock.lock(timeout=timeout)
         assert time.monotonic() - t0 < 1
     other.unlock()
+    with pytest.raises(ValueError):
+        lock.lock(timeout=float('nan'))
+    lock.lock(timeout=1e30)  # longer than the clock can count: no timeout
+    lock.unlock()
+    with pytest.raises(OSError):
+        Lock(lockfile, lifetime=0).lock()  # born expired: refused
     assert os.listdir(os.path.dirname(lockfile)) == []
 
 
