@@ -19,7 +19,8 @@
 # FLUFL_PY (a python that imports flufl.lock 10.0.0; default
 # $REPO/target/interop-venv/bin/python, else a venv made under
 # $REPO/target/nfs-testbed/venv), NFS_TESTBED_TIMEOUT (whole run, s, default
-# 900), NFS_TESTBED_SCENARIO_TIMEOUT (each scenario, s, default 300),
+# 900), NFS_TESTBED_SCENARIO_TIMEOUT (each scenario, s, default 300; a scenario
+# may ask for more, and the whole run's limit grows by as much),
 # NFS_TESTBED_BRIDGE_OPTS (default bridge options, default --attr-timeout 0),
 # plus each scenario's own knobs (see the scenario files).
 set -euo pipefail
@@ -29,14 +30,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 export PATH="$PATH:/usr/sbin:/sbin"
 
-# ------------------------------------------------------------------ time limit
-# The whole run is bounded: re-run this script under timeout(1), whose SIGTERM
-# lands in the cleanup trap below.
-TOTAL_TIMEOUT=${NFS_TESTBED_TIMEOUT:-900}
-if [ -z "${NFS_TESTBED_INNER:-}" ]; then
-    NFS_TESTBED_INNER=1 exec timeout --kill-after=60 "$TOTAL_TIMEOUT" bash "$0" "$@"
-fi
-
+ARGS=("$@")
 ONLY="" KEEP=0 UP=0 NETNS=${NFS_TESTBED_NETNS:-0} REQUIRE_CLI=${NFS_TESTBED_REQUIRE_CLI:-0} NO_PY=0 INSTALL=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -60,6 +54,45 @@ while [ $# -gt 0 ]; do
 done
 
 SCENARIO_TIMEOUT=${NFS_TESTBED_SCENARIO_TIMEOUT:-300}
+
+selected() {
+    local id=$1 want
+    [ -z "$ONLY" ] && return 0
+    for want in ${ONLY//,/ }; do
+        case "$id" in "$want"|"$want"-*|"$want"*) return 0 ;; esac
+    done
+    return 1
+}
+
+# A scenario may need longer than SCENARIO_TIMEOUT: one whose header has the line
+# "# nfs-testbed: asks-time-limit" prints, when run as `bash FILE --time-limit`
+# (nothing else runs), the seconds its knobs need; the larger of the two is its limit.
+scenario_limit() {
+    local need=0
+    if grep -q '^# nfs-testbed: asks-time-limit' "$1"; then
+        need=$(timeout 30 bash "$1" --time-limit 2>/dev/null) || need=0
+        [[ "$need" =~ ^[0-9]+$ ]] || need=0
+    fi
+    echo $((need > SCENARIO_TIMEOUT ? need : SCENARIO_TIMEOUT))
+}
+
+# ------------------------------------------------------------------ time limit
+# The whole run is bounded: re-run this script under timeout(1), whose SIGTERM
+# lands in the cleanup trap below. The limit grows by what the selected
+# scenarios ask beyond SCENARIO_TIMEOUT.
+TOTAL_TIMEOUT=${NFS_TESTBED_TIMEOUT:-900}
+if [ -z "${NFS_TESTBED_INNER:-}" ]; then
+    extra=0
+    if [ "$UP" = 0 ]; then
+        for f in "$HERE"/scenarios/*.sh; do
+            selected "$(basename "$f" .sh)" || continue
+            extra=$((extra + $(scenario_limit "$f") - SCENARIO_TIMEOUT))
+        done
+    fi
+    NFS_TESTBED_INNER=1 NFS_TESTBED_TOTAL_LIMIT=$((TOTAL_TIMEOUT + extra)) \
+        exec timeout --kill-after=60 "$((TOTAL_TIMEOUT + extra))" bash "$0" "${ARGS[@]}"
+fi
+TOTAL_TIMEOUT=${NFS_TESTBED_TOTAL_LIMIT:-$TOTAL_TIMEOUT}
 BRIDGE_DEFAULT_OPTS=${NFS_TESTBED_BRIDGE_OPTS:---attr-timeout 0}
 T_START=$(date +%s.%N)
 log() { printf '[nfs-testbed %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -340,15 +373,6 @@ if [ "$UP" = 1 ]; then
 fi
 
 # ------------------------------------------------------------------ scenarios
-selected() {
-    local id=$1 want
-    [ -z "$ONLY" ] && return 0
-    for want in ${ONLY//,/ }; do
-        case "$id" in "$want"|"$want"-*|"$want"*) return 0 ;; esac
-    done
-    return 1
-}
-
 passed=0 failed=0 skipped=0
 summary=()
 for f in "$HERE"/scenarios/*.sh; do
@@ -360,17 +384,19 @@ for f in "$HERE"/scenarios/*.sh; do
     "$BRIDGECTL" ensure A $BRIDGE_DEFAULT_OPTS
     # shellcheck disable=SC2086
     "$BRIDGECTL" ensure B $BRIDGE_DEFAULT_OPTS
+    limit=$(scenario_limit "$f")
+    [ "$limit" = "$SCENARIO_TIMEOUT" ] || log "scenario $id asks for a time limit of $limit s"
     t0=$(date +%s.%N)
     rc=0
-    run_bounded $((SCENARIO_TIMEOUT + 30)) bash -c \
+    run_bounded $((limit + 30)) bash -c \
         'setsid timeout --kill-after=10 "$1" bash "$2" 2>&1 | tee "$3"; exit "${PIPESTATUS[0]}"' \
-        _ "$SCENARIO_TIMEOUT" "$f" "$RESULTS_DIR/$id.log" || rc=$?
+        _ "$limit" "$f" "$RESULTS_DIR/$id.log" || rc=$?
     kill_leftovers
     secs=$(elapsed "$t0")
     case $rc in
         0) res=PASS; passed=$((passed + 1)) ;;
         77) if [ "$REQUIRE_CLI" = 1 ]; then res=FAIL; failed=$((failed + 1)); else res=SKIP; skipped=$((skipped + 1)); fi ;;
-        124|137) res="FAIL (time limit ${SCENARIO_TIMEOUT}s)"; failed=$((failed + 1)) ;;
+        124|137) res="FAIL (time limit ${limit}s)"; failed=$((failed + 1)) ;;
         *) res="FAIL (exit $rc)"; failed=$((failed + 1)) ;;
     esac
     summary+=("$(printf '%-22s %-28s %6s s' "$id" "$res" "$secs")")
