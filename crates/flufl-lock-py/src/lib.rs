@@ -19,7 +19,10 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use std::ffi::OsStr;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The longest a waiting `lock()` stays in the library without looking at Python's signals.
@@ -48,7 +51,24 @@ pub struct RawLock {
     lockfile: String,
     claimfile: String,
     hostname: String,
+    /// How a waiting `lock()` waits: [`WAIT_UNKNOWN`] until the first `lock()` looks at the
+    /// lock's filesystem, then [`WAIT_BLOCKING`] or [`WAIT_ASYNC`].
+    waiting: AtomicU8,
 }
+
+/// Not decided yet.
+const WAIT_UNKNOWN: u8 = 0;
+/// On a local filesystem: the library's blocking acquisition, in slices of [`SLICE`]
+/// between which Python's signal handlers run. Each slice is a whole acquisition (a claim
+/// written and removed), which costs a few local system calls, and its waits are woken by
+/// a release at once (inotify).
+const WAIT_BLOCKING: u8 = 1;
+/// On a remote filesystem (NFS and the like, where every call is a round trip and waiters
+/// take turns in arrival order): one acquisition for the whole wait, the library's async
+/// one, driven by a small tokio runtime in windows of [`SLICE`]; stopping it (dropping the
+/// future) removes its claim. A wait cut into whole acquisitions would leave its place in
+/// line at each slice.
+const WAIT_ASYNC: u8 = 2;
 
 /// What the caller of a failing call was doing: flufl.lock words its errors per operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +123,7 @@ impl RawLock {
             hostname: lock.hostname().to_owned(),
             lock: Some(lock),
             built_in: std::process::id(),
+            waiting: AtomicU8::new(WAIT_UNKNOWN),
         })
     }
 
@@ -126,10 +147,13 @@ impl RawLock {
         let mut retaken = false;
         let mut malformed_logged = false;
         loop {
-            let slice = deadline.map_or(SLICE, |d| {
-                d.saturating_duration_since(Instant::now()).min(SLICE)
-            });
-            let result = py.detach(|| lock.lock_timeout(slice));
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let slice = remaining.map_or(SLICE, |r| r.min(SLICE));
+            let result = if self.wait_mode(lock) == WAIT_ASYNC {
+                self.wait_async(py, lock, remaining)?
+            } else {
+                py.detach(|| lock.lock_timeout(slice))
+            };
             let over = deadline.is_some_and(|d| Instant::now() >= d);
             match result {
                 Ok(()) => {
@@ -286,6 +310,33 @@ impl RawLock {
         }
     }
 
+    /// For tests: force how a waiting `lock()` waits (`"blocking"`, `"async"`), whatever the
+    /// filesystem.
+    fn _set_waiting(&self, mode: &str) -> PyResult<()> {
+        let mode = match mode {
+            "blocking" => WAIT_BLOCKING,
+            "async" => WAIT_ASYNC,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown waiting mode {mode:?}"
+                )))
+            }
+        };
+        self.waiting.store(mode, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How a waiting `lock()` waits here: `"blocking"`, `"async"`, or `None` (not decided
+    /// yet).
+    #[getter]
+    fn waiting(&self) -> Option<&'static str> {
+        match self.waiting.load(Ordering::Relaxed) {
+            WAIT_BLOCKING => Some("blocking"),
+            WAIT_ASYNC => Some("async"),
+            _ => None,
+        }
+    }
+
     /// The lifetime, in seconds.
     #[getter]
     fn lifetime(&self, py: Python<'_>) -> f64 {
@@ -326,6 +377,96 @@ impl RawLock {
             .as_ref()
             .expect("the Lock is present until RawLock is dropped")
     }
+
+    /// How a waiting `lock()` waits here, decided at the first `lock()` whose lock
+    /// directory can be looked at.
+    fn wait_mode(&self, lock: &Lock) -> u8 {
+        let mode = self.waiting.load(Ordering::Relaxed);
+        if mode != WAIT_UNKNOWN {
+            return mode;
+        }
+        let Some(remote) = lock.lockfile().parent().and_then(is_remote) else {
+            return WAIT_BLOCKING;
+        };
+        let mode = if remote { WAIT_ASYNC } else { WAIT_BLOCKING };
+        self.waiting.store(mode, Ordering::Relaxed);
+        mode
+    }
+
+    /// One acquisition for the whole wait ([`WAIT_ASYNC`]), at most `remaining` (`None`:
+    /// forever), stopped by whatever a signal handler raises: then the acquisition is
+    /// ended, its claim removed, before this returns.
+    fn wait_async(
+        &self,
+        py: Python<'_>,
+        lock: &Lock,
+        remaining: Option<Duration>,
+    ) -> PyResult<flufl_lock::Result<()>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| PyOSError::new_err(format!("cannot start a runtime to wait: {e}")))?;
+        type Acquiring<'a> = Pin<Box<dyn Future<Output = flufl_lock::Result<()>> + Send + 'a>>;
+        let mut acquiring: Acquiring<'_> = match remaining {
+            Some(r) => Box::pin(lock.lock_timeout_async(r)),
+            None => Box::pin(lock.lock_async()),
+        };
+        loop {
+            let polled = py.detach(|| {
+                runtime.block_on(async { tokio::time::timeout(SLICE, &mut acquiring).await })
+            });
+            match polled {
+                Ok(result) => {
+                    py.detach(move || drop(runtime));
+                    return Ok(result);
+                }
+                Err(_) => {
+                    if let Err(e) = py.check_signals() {
+                        // Dropping the future ends the acquisition; dropping the runtime
+                        // waits for an attempt still running on its blocking pool.
+                        py.detach(move || {
+                            drop(acquiring);
+                            drop(runtime);
+                        });
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether `dir` is on a filesystem where the library waits without change notification
+/// and takes turns in line (its `sys::is_remote`, which the library does not export): NFS,
+/// SMB, FUSE, the cluster filesystems. `None` if it cannot be looked at.
+#[cfg(target_os = "linux")]
+fn is_remote(dir: &Path) -> Option<bool> {
+    const REMOTE: &[u32] = &[
+        0x6969,      // NFS
+        0x517b,      // SMB
+        0xfe53_4d42, // SMB2
+        0xff53_4d42, // CIFS
+        0x6573_5546, // FUSE
+        0x5346_414f, // AFS
+        0x00c3_6400, // Ceph
+        0x4750_4653, // GPFS
+        0x0bd0_0bd0, // Lustre
+        0x0102_1997, // 9p
+        0x7461_636f, // OCFS2
+        0x0116_1970, // GFS2
+        0x786f_4256, // vboxsf
+    ];
+    let st = rustix::fs::statfs(dir).ok()?;
+    // `f_type` is signed on some targets; the magic numbers are 32 bits.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = (st.f_type as i64 & 0xffff_ffff) as u32;
+    Some(REMOTE.contains(&magic))
+}
+
+/// Elsewhere the library never uses change notification: always wait in one acquisition.
+#[cfg(not(target_os = "linux"))]
+fn is_remote(_dir: &Path) -> Option<bool> {
+    Some(true)
 }
 
 impl Drop for RawLock {

@@ -3,9 +3,11 @@
     hold LOCK LIFETIME   lock; print "locked"; wait for EOF on stdin; unlock; print "unlocked"
     wait LOCK [TIMEOUT]  print "waiting"; lock(timeout); print "acquired NS", or on Ctrl-C
                          "interrupted NS" (NS: time.monotonic_ns(), comparable between
-                         processes), or "timeout NS"
+                         processes), or "timeout NS"; TEST_WAITING=blocking|async forces
+                         how it waits
 """
 
+import os
 import sys
 import time
 
@@ -27,6 +29,8 @@ def main(argv):
         say('unlocked')
     elif command == 'wait':
         lock = Lock(path)
+        if os.environ.get('TEST_WAITING'):
+            lock._raw._set_waiting(os.environ['TEST_WAITING'])
         timeout = float(argv[3]) if len(argv) > 3 else None
         say('waiting')
         try:

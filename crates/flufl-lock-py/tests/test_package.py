@@ -38,12 +38,13 @@ HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'helper.py')
 class Child:
     """A helper.py process whose stdout lines are read by a thread, with time limits."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, env=None):
         self.proc = subprocess.Popen(
             [sys.executable, HELPER, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
         self.lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -363,13 +364,16 @@ def test_lock_shared_between_threads(lockfile):
     assert os.listdir(os.path.dirname(lockfile)) == []
 
 
-def test_ctrl_c_while_waiting(lockfile, capsys):
-    """KeyboardInterrupt within 100 ms, the lock not taken, no claim file left."""
+@pytest.mark.parametrize('waiting', ['blocking', 'async'])
+def test_ctrl_c_while_waiting(lockfile, capsys, waiting):
+    """KeyboardInterrupt within 100 ms, the lock not taken, no claim file left, whether the
+    wait is blocking slices (local filesystems) or one async acquisition (remote ones)."""
     holder = Child('hold', lockfile, '60')
     holder.expect('locked')
+    env = dict(os.environ, TEST_WAITING=waiting)
     latencies = []
     for timeout in [None] * 10 + ['30'] * 10:
-        waiter = Child('wait', lockfile, *([timeout] if timeout else []))
+        waiter = Child('wait', lockfile, *([timeout] if timeout else []), env=env)
         waiter.expect('waiting')
         time.sleep(0.3)  # well inside lock()
         t0 = time.monotonic_ns()
@@ -384,9 +388,34 @@ def test_ctrl_c_while_waiting(lockfile, capsys):
     holder.close()
     latencies.sort()
     with capsys.disabled():
-        print(f'\nCtrl-C while waiting: KeyboardInterrupt after {latencies[len(latencies) // 2]:.1f} ms '
-              f'median, {latencies[-1]:.1f} ms max ({len(latencies)} tries)')
+        print(f'\nCtrl-C while waiting ({waiting}): KeyboardInterrupt after '
+              f'{latencies[len(latencies) // 2]:.1f} ms median, {latencies[-1]:.1f} ms max '
+              f'({len(latencies)} tries)')
     assert latencies[-1] < 100
+
+
+def test_waiting_mode(lockfile):
+    """Blocking slices on a local filesystem; one async acquisition (forced here) times out,
+    hands over and leaves nothing behind as well."""
+    lock = Lock(lockfile)
+    assert lock._raw.waiting is None
+    with lock:
+        pass
+    assert lock._raw.waiting == 'blocking'  # the tests run on a local filesystem
+    holder = Child('hold', lockfile, '30')
+    holder.expect('locked')
+    waiter = Lock(lockfile)
+    waiter._raw._set_waiting('async')
+    t0 = time.monotonic()
+    with pytest.raises(TimeOutError):
+        waiter.lock(timeout=0.3)
+    assert 0.25 < time.monotonic() - t0 < 1
+    assert len(os.listdir(os.path.dirname(lockfile))) == 2
+    threading.Timer(0.3, holder.close).start()
+    waiter.lock(timeout=10)
+    assert waiter.is_locked
+    waiter.unlock()
+    assert os.listdir(os.path.dirname(lockfile)) == []
 
 
 def test_forked_child_neither_uses_nor_releases_the_parents_lock(lockfile):
