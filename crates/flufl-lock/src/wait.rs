@@ -33,9 +33,13 @@ impl Backoff {
     pub(crate) fn step(&mut self, random: u64) -> Duration {
         let base = self.next;
         self.next = scaled(base, 1.5, self.max);
-        let j = (random % 401) as f64 / 1000.0 + 0.8;
-        scaled(base, j, self.max)
+        jitter(base, random).min(self.max)
     }
+}
+
+/// `d` ± 20 % (from `random`), so that waiters that polled together spread out.
+pub(crate) fn jitter(d: Duration, random: u64) -> Duration {
+    scaled(d, (random % 401) as f64 / 1000.0 + 0.8, Duration::MAX)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use super::queue::{self, Queue};
 use super::*;
-use crate::wait::Backoff;
+use crate::wait::{jitter, Backoff};
 
 /// With a change notification that wakes a waiter when the lock is removed (inotify, on a
 /// local Linux filesystem), polling is only a safety net: from this pause up to once a
@@ -487,7 +487,8 @@ impl Inner {
     }
 
     /// How long until our waiting claim is re-stamped: a quarter of the lifetime after its
-    /// last stamp, and in line at most [`queue::HEARTBEAT`] after (zero: now).
+    /// last stamp, and in line at most [`queue::HEARTBEAT`] after (zero: now; never without
+    /// a claim).
     fn restamp_in(&self, st: &State, in_line: bool) -> Duration {
         let Some(c) = st.claim else {
             return Duration::MAX;
@@ -502,10 +503,9 @@ impl Inner {
             .saturating_sub(self.fs.boot_clock())
     }
 
-    /// Whether our claim's expiry was stamped more than a quarter of the lifetime ago.
+    /// Whether our claim's expiry was stamped a quarter of the lifetime ago or more.
     pub(crate) fn stamp_is_old(&self, st: &State) -> bool {
-        st.claim
-            .is_some_and(|c| self.fs.boot_clock().saturating_sub(c.stamped) > st.lifetime / 4)
+        self.restamp_in(st, false).is_zero()
     }
 
     /// After our link succeeded: if our claim's expiry was stamped long ago (we were paused
@@ -550,9 +550,4 @@ impl Inner {
         // (`end_acquire` removes it).
         Err(Error::too_slow(&self.lockfile, st.lifetime))
     }
-}
-
-/// `d` ± 20 % (from `random`), so that waiters that polled together spread out.
-fn jitter(d: Duration, random: u64) -> Duration {
-    d.mul_f64((random % 401) as f64 / 1000.0 + 0.8)
 }
