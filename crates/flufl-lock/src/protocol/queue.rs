@@ -1,18 +1,21 @@
 //! Taking turns while waiting on a remote filesystem (docs/protocol.md: Waiting).
 //!
 //! On NFS every poll is a round trip to the one server all hosts share. Waiters can see each
-//! other: their claim files sit beside the lock. A waiter lists the directory once it has to
-//! wait; the claims there then belong to the waiters ahead of it. The first in line polls
-//! fast, the others the slower the further back they are, so that all polls together stay
-//! near a fixed rate whatever the number of waiters, and the lock passes in arrival order.
-//! A waiter moves up when a claim ahead of it becomes the lock (seen at its own polls: the
-//! lock file is that claim's inode), is gone from the directory, expired, or was written
-//! by a process proven dead on this host (whose claim file it then removes).
+//! other: their claim files sit beside the lock. A newcomer lists the directory before its
+//! first try; the claims there belong to the waiters ahead of it. Only the first in line
+//! tries `link`, often; the others look at the lock without taking it (the first on each
+//! host asking the server, the rest reading their host's cache), often while the line
+//! moves and less while it stands still, so that the calls all waiters send stay near a
+//! fixed rate whatever their number, and the lock passes in arrival order. A waiter moves
+//! up when a claim ahead of it becomes the lock (the lock file is that claim's inode), is
+//! gone from the directory, expired, no longer re-stamped, or was written by a process
+//! proven dead on this host (whose claim file it then removes). A lock left free is taken
+//! out of turn after a grace.
 //!
 //! All of it is a hint for speed: `link` alone decides who holds the lock, so a wrong guess
 //! (a claim that looks alive, a recycled inode number, a flufl.lock waiter that takes no
-//! turns, a directory that cannot be read) only makes a waiter poll faster or slower than
-//! it should.
+//! turns, a directory that cannot be read) only makes a waiter try sooner or later than it
+//! should.
 
 use super::*;
 use std::ffi::{OsStr, OsString};
