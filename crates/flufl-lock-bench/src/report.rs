@@ -397,9 +397,16 @@ fn poll_rows(t: &mut Table, polls: &BTreeMap<&str, Poll>) {
         nfs_rate.map(|r| r <= 20.0),
         nfs_rate.map_or_else(na, |r| format!("{}/s", sig(r))),
     );
-    t.info(
-        "Waiter poll rate, local fs (inotify + pidfd)",
+    let local_rate = polls.get("ours").map(Poll::links_per_s);
+    t.target(
+        "Waiter poll rate, local fs (inotify + pidfd), steady state",
         [pr("ours"), dash(), dash(), dash()],
+        "<= 1 link/s",
+        // One more link than whole seconds in the window, at most.
+        polls
+            .get("ours")
+            .map(|p| p.links as f64 <= p.window_s.floor() + 1.0),
+        local_rate.map_or_else(na, |r| format!("{}/s", sig(r))),
     );
 }
 

@@ -11,9 +11,10 @@ use super::*;
 use crate::wait::{jitter, Backoff};
 
 /// With a change notification that wakes a waiter when the lock is removed (inotify, on a
-/// local Linux filesystem), polling is only a safety net: from this pause up to once a
-/// second.
-const NOTIFIED_POLL: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+/// local Linux filesystem), polling is only a safety net: from this pause up to at most once
+/// a second (the jitter takes 20 % off the cap at most).
+const NOTIFIED_POLL: (Duration, Duration) =
+    (Duration::from_millis(50), Duration::from_millis(1250));
 
 /// What one acquisition carries from attempt to attempt.
 pub(crate) struct Acquisition {
