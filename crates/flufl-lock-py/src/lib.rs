@@ -23,6 +23,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The longest a waiting `lock()` stays in the library without looking at Python's signals.
@@ -54,6 +55,8 @@ pub struct RawLock {
     /// How a waiting `lock()` waits: [`WAIT_UNKNOWN`] until the first `lock()` looks at the
     /// lock's filesystem, then [`WAIT_BLOCKING`] or [`WAIT_ASYNC`].
     waiting: AtomicU8,
+    /// Serialises [`RawLock::forget_if_lost`].
+    retake: Mutex<()>,
 }
 
 /// Not decided yet.
@@ -124,6 +127,7 @@ impl RawLock {
             lock: Some(lock),
             built_in: std::process::id(),
             waiting: AtomicU8::new(WAIT_UNKNOWN),
+            retake: Mutex::new(()),
         })
     }
 
@@ -144,7 +148,7 @@ impl RawLock {
                 .and_then(|d| start.checked_add(d)),
             None => None,
         };
-        let mut retaken = false;
+        let mut retries = 0;
         let mut malformed_logged = false;
         loop {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -180,19 +184,19 @@ impl RawLock {
                     }
                     py.detach(|| std::thread::sleep(slice));
                 }
-                // The library remembers holding the lock; if another process broke it since
-                // (it expired), flufl.lock would simply take it again: forget it and do so.
-                Err(e) if e.kind() == ErrorKind::AlreadyLocked && !retaken => {
-                    let ours = py
-                        .detach(|| lock.is_locked())
-                        .map_err(|e| convert(py, e, Op::Lock))?;
-                    if ours {
-                        return Err(convert(py, e, Op::Lock));
+                // Held, says the library. flufl.lock's lock() re-stamps a lock it holds before
+                // saying so, and takes anew one that another process broke after it expired
+                // (which the library still remembers holding): do both. (Another thread
+                // sharing this object may also have released it meanwhile: try again.)
+                Err(e) if e.kind() == ErrorKind::AlreadyLocked && retries < 100 => {
+                    match py.detach(|| self.forget_if_lost(lock)) {
+                        Ok(true) => return Err(convert(py, e, Op::Lock)),
+                        Ok(false) => {
+                            retries += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(convert(py, e, Op::Lock)),
                     }
-                    py.detach(|| lock.unlock_unconditionally())
-                        .map_err(|e| convert(py, e, Op::Lock))?;
-                    retaken = true;
-                    continue;
                 }
                 Err(e) => return Err(convert(py, e, Op::Lock)),
             }
@@ -376,6 +380,29 @@ impl RawLock {
         self.lock
             .as_ref()
             .expect("the Lock is present until RawLock is dropped")
+    }
+
+    /// After the library said "already locked": `true` if the lock is ours (re-stamped now),
+    /// `false` if it is not held by this object any more (released by another thread, or
+    /// broken by another process, which the library is then told to forget).
+    fn forget_if_lost(&self, lock: &Lock) -> flufl_lock::Result<bool> {
+        // One thread at a time: two that both found it lost must not both forget it (the
+        // second could release the lock the first has just taken again).
+        let _one = self.retake.lock().unwrap_or_else(|e| e.into_inner());
+        match lock.refresh(None, false) {
+            Ok(()) => Ok(true),
+            // The library's words for a lock broken by another process; any other
+            // `NotLocked` from refresh means this object does not hold it.
+            Err(e)
+                if e.kind() == ErrorKind::NotLocked
+                    && e.to_string().contains("was broken by another process") =>
+            {
+                lock.unlock_unconditionally()?;
+                Ok(false)
+            }
+            Err(e) if e.kind() == ErrorKind::NotLocked => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// How a waiting `lock()` waits here, decided at the first `lock()` whose lock
