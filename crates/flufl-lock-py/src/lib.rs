@@ -289,6 +289,17 @@ impl RawLock {
                     Err(e) => return Err(e),
                 }
             }
+            // flufl.lock calls a lock stale when no process has its pid on this host. The
+            // library reads a pid that is now a thread of another process as that
+            // process's (it asks /proc for the start time, which matches the holder's when
+            // the thread started in the same clock tick); no process has that pid.
+            if matches!(s, LockState::Unknown | LockState::TheirsExpired) {
+                if let Ok(d) = lock.details() {
+                    if d.hostname == lock.hostname() && pid_is_a_thread_only(d.pid) {
+                        return Ok(LockState::Stale);
+                    }
+                }
+            }
             Ok(s)
         });
         let state = state.map_err(|e| convert(py, e, Op::Other))?;
@@ -488,6 +499,27 @@ fn is_remote(dir: &Path) -> Option<bool> {
     #[allow(clippy::unnecessary_cast)]
     let magic = (st.f_type as i64 & 0xffff_ffff) as u32;
     Some(REMOTE.contains(&magic))
+}
+
+/// Whether `pid` names a thread that is not a process (`pidfd_open(2)` says `EINVAL`): no
+/// process has that pid.
+#[cfg(target_os = "linux")]
+fn pid_is_a_thread_only(pid: u32) -> bool {
+    use rustix::process::{pidfd_open, Pid, PidfdFlags};
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .is_some_and(|p| {
+            matches!(
+                pidfd_open(p, PidfdFlags::empty()),
+                Err(rustix::io::Errno::INVAL)
+            )
+        })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pid_is_a_thread_only(_pid: u32) -> bool {
+    false
 }
 
 /// Elsewhere the library never uses change notification: always wait in one acquisition.

@@ -278,6 +278,27 @@ def test_now_hook_judges_flufl_locks(lockfile):
     assert os.listdir(os.path.dirname(lockfile)) == []
 
 
+def test_pid_of_a_thread_is_stale(lockfile):
+    """As flufl.lock (psutil): a claim whose pid is a thread of some process, not a process,
+    is stale. (flufl.lock's own suite makes such a claim: its simulate_process_crash picks
+    the first free pid after the holder's, often the holder's own queue feeder thread.)"""
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        holder = Lock(lockfile)
+        holder.lock()
+        claim = open(lockfile).read()
+        lock, host, pid, rand = claim.split(SEP)
+        with open(lockfile, 'w') as fp:  # in place, as simulate_process_crash does
+            fp.write(SEP.join((lock, host, str(thread.native_id), rand)))
+        assert thread.native_id != os.getpid()
+        assert Lock(lockfile).state == LockState.stale
+    finally:
+        stop.set()
+        thread.join()
+
+
 def test_garbage_collected_lock_stays_held(lockfile):
     """As flufl.lock: dropping a held Lock object does not release it."""
     Lock(lockfile).lock()
