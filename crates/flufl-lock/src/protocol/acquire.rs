@@ -432,11 +432,14 @@ impl Inner {
             }
             None => a.backoff.step(self.fs.random()),
         };
-        // Wake for the holder's expiry, and in time to re-stamp our claim (`attempt`).
-        pause = pause.min(j.left + Duration::from_millis(1)).min(
-            self.restamp_in(st, a.queue.is_some())
-                .max(self.cfg.min_poll),
-        );
+        // Wake for the holder's expiry. Our claim's re-stamp (`attempt`), when due before the
+        // next poll, is made now rather than woken for (a poll saved); no pause outlasts a
+        // quarter lifetime, so that the stamp is never older than half of it at our link.
+        pause = pause.min(j.left + Duration::from_millis(1));
+        if self.restamp_in(st, a.queue.is_some()) < pause {
+            self.restamp_claim(st)?;
+        }
+        pause = pause.min((st.lifetime / 4).max(self.cfg.min_poll));
         if let Some(d) = a.deadline {
             pause = pause.min(d.saturating_duration_since(now));
         }
