@@ -175,7 +175,7 @@ impl Poll {
 pub fn poll(cfg: &Cfg, imp: Impl) -> BoxResult<Poll> {
     // Long enough for a steady state past the ramp of the backoff (to once a second, from
     // 50 ms, where a release wakes the waiter) and a few polls after it.
-    let secs = if cfg.quick { 6.0 } else { 8.0 };
+    let secs = if cfg.quick { 8.0 } else { 10.0 };
     progress(&format!(
         "poll rate {}: waiting {secs} s under strace",
         imp.key()
@@ -226,7 +226,7 @@ pub fn poll(cfg: &Cfg, imp: Impl) -> BoxResult<Poll> {
 
 /// How long after the first link the steady state begins: past the backoff's ramp (from
 /// 1 ms to 100 ms without change notification, from 50 ms to 1 s with it).
-const RAMP_S: f64 = 3.0;
+const RAMP_S: f64 = 4.5;
 
 /// Counts the link and open attempts on `lock` in an `strace -f -ttt` trace, from
 /// [`RAMP_S`] after the first link (steady state) up to the last.
@@ -274,24 +274,23 @@ fn steady_state(trace: &str, lock: &Path) -> Result<Poll, String> {
 mod tests {
     use super::*;
 
-    /// Only calls on the lock file count, from three seconds after the first link to the
-    /// last.
+    /// Only calls on the lock file count, from 4.5 s after the first link to the last.
     #[test]
     fn steady_state_counts() {
         let trace = "\
 123 100.000000 linkat(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/d/x.lck\", 0) = -1 EEXIST
-123 102.500000 linkat(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/d/x.lck\", 0) = -1 EEXIST
-123 103.200000 openat(AT_FDCWD, \"/d/x.lck\", O_RDONLY) = 3
-123 103.250000 openat(AT_FDCWD, \"/d/other\", O_RDONLY) = 3
-123 103.300000 linkat(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/d/x.lck\", 0) = -1 EEXIST
-104.100000 link(\"/d/c\", \"/d/x.lck\") = -1 EEXIST
+123 104.000000 linkat(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/d/x.lck\", 0) = -1 EEXIST
+123 104.700000 openat(AT_FDCWD, \"/d/x.lck\", O_RDONLY) = 3
+123 104.750000 openat(AT_FDCWD, \"/d/other\", O_RDONLY) = 3
+123 104.800000 linkat(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/d/x.lck\", 0) = -1 EEXIST
+105.600000 link(\"/d/c\", \"/d/x.lck\") = -1 EEXIST
 ";
         let p = steady_state(trace, Path::new("/d/x.lck")).unwrap();
         assert_eq!((p.links, p.opens), (2, 1));
         assert!((p.window_s - 1.1).abs() < 1e-9, "{p:?}");
         assert!(steady_state("", Path::new("/d/x.lck")).is_err());
         assert!(steady_state(
-            &trace[..trace.find("123 103.2").unwrap()],
+            &trace[..trace.find("123 104.7").unwrap()],
             Path::new("/d/x.lck")
         )
         .is_err());
