@@ -402,10 +402,7 @@ fn poll_rows(t: &mut Table, polls: &BTreeMap<&str, Poll>) {
         "Waiter poll rate, local fs (inotify + pidfd), steady state",
         [pr("ours"), dash(), dash(), dash()],
         "<= 1 link/s",
-        // One more link than whole seconds in the window, at most.
-        polls
-            .get("ours")
-            .map(|p| p.links as f64 <= p.window_s.floor() + 1.0),
+        local_rate.map(|r| r <= 1.0),
         local_rate.map_or_else(na, |r| format!("{}/s", sig(r))),
     );
 }

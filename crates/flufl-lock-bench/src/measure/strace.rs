@@ -228,8 +228,9 @@ pub fn poll(cfg: &Cfg, imp: Impl) -> BoxResult<Poll> {
 /// 1 ms to 100 ms without change notification, from 50 ms to 1 s with it).
 const RAMP_S: f64 = 4.5;
 
-/// Counts the link and open attempts on `lock` in an `strace -f -ttt` trace, from
-/// [`RAMP_S`] after the first link (steady state) up to the last.
+/// Counts the link and open attempts on `lock` in an `strace -f -ttt` trace in the steady
+/// state: from the first link [`RAMP_S`] or more after the first, to the last (so the
+/// links counted, after the window's first, are one per interval between polls).
 fn steady_state(trace: &str, lock: &Path) -> Result<Poll, String> {
     let quoted = format!("\"{}\"", lock.display());
     let (mut links, mut opens) = (Vec::new(), Vec::new());
@@ -257,7 +258,9 @@ fn steady_state(trace: &str, lock: &Path) -> Result<Poll, String> {
     let (Some(first), Some(last)) = (links.first().copied(), links.last().copied()) else {
         return Err(format!("no link attempts on {}", lock.display()));
     };
-    let from = first + RAMP_S;
+    let Some(from) = links.iter().copied().find(|&t| t >= first + RAMP_S) else {
+        return Err(format!("no link attempts {RAMP_S} s after the first"));
+    };
     let window = last - from;
     if window <= 0.5 {
         return Err(format!("steady-state window too short ({window:.2} s)"));
@@ -274,23 +277,25 @@ fn steady_state(trace: &str, lock: &Path) -> Result<Poll, String> {
 mod tests {
     use super::*;
 
-    /// Only calls on the lock file count, from 4.5 s after the first link to the last.
+    /// Only calls on the lock file count, from the first link 4.5 s or more after the first
+    /// to the last: here two intervals between links in 1.6 s, and one open.
     #[test]
     fn steady_state_counts() {
         let trace = "\
 123 100.000000 linkat(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/d/x.lck\", 0) = -1 EEXIST
 123 104.000000 linkat(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/d/x.lck\", 0) = -1 EEXIST
-123 104.700000 openat(AT_FDCWD, \"/d/x.lck\", O_RDONLY) = 3
-123 104.750000 openat(AT_FDCWD, \"/d/other\", O_RDONLY) = 3
-123 104.800000 linkat(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/d/x.lck\", 0) = -1 EEXIST
-105.600000 link(\"/d/c\", \"/d/x.lck\") = -1 EEXIST
+123 104.600000 linkat(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/d/x.lck\", 0) = -1 EEXIST
+123 105.000000 openat(AT_FDCWD, \"/d/x.lck\", O_RDONLY) = 3
+123 105.050000 openat(AT_FDCWD, \"/d/other\", O_RDONLY) = 3
+123 105.400000 linkat(AT_FDCWD, \"/d/c\", AT_FDCWD, \"/d/x.lck\", 0) = -1 EEXIST
+106.200000 link(\"/d/c\", \"/d/x.lck\") = -1 EEXIST
 ";
         let p = steady_state(trace, Path::new("/d/x.lck")).unwrap();
         assert_eq!((p.links, p.opens), (2, 1));
-        assert!((p.window_s - 1.1).abs() < 1e-9, "{p:?}");
+        assert!((p.window_s - 1.6).abs() < 1e-9, "{p:?}");
         assert!(steady_state("", Path::new("/d/x.lck")).is_err());
         assert!(steady_state(
-            &trace[..trace.find("123 104.7").unwrap()],
+            &trace[..trace.find("123 105.0").unwrap()],
             Path::new("/d/x.lck")
         )
         .is_err());
