@@ -177,7 +177,9 @@ def cmd_worker(a: argparse.Namespace) -> int:
         t_try = time.time()
         outcome = 'ok'
         if a.impl == 'cli':
+            # LOCKBENCH_CLI_ARGS: more options for `flufl-lock run` (e.g. -vv to see its steps).
             argv = [a.bin, 'run', '--lifetime', dur(a.lifetime), '--timeout', dur(a.timeout), '--quiet',
+                    *os.environ.get('LOCKBENCH_CLI_ARGS', '').split(),
                     a.lock, '--', 'bash', '-c', CS, 'cs', ident, a.log, a.counter, a.times, str(a.hold), a.release]
             try:
                 rc = subprocess.run(argv, env=CS_ENV, timeout=None if a.release else a.timeout + 30).returncode

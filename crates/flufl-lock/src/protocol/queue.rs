@@ -26,15 +26,16 @@ const FIRST: Duration = Duration::from_millis(40);
 /// (×1.5 a look) while nothing changes, to [`SECOND`] for the second in line (which must see
 /// the first take the lock before it lets go, to be first in line by then), and to [`LAST`]
 /// further back.
-const SECOND: Duration = Duration::from_millis(150);
+const SECOND: Duration = Duration::from_millis(100);
 const LAST: Duration = Duration::from_millis(300);
 /// A lock seen free by a waiter in line is left to the waiters ahead for this long: until
 /// each has surely looked (a waiter ahead may not have seen the line move yet).
-const FREE_GRACE: Duration = Duration::from_millis(450);
+const FREE_GRACE: Duration = Duration::from_millis(400);
 /// A newcomer that finds the lock free (it has not seen it held) leaves it to those ahead
-/// for two polls of the first in line: a live line would have taken it by then, so what is
-/// ahead is most likely a claim left by a waiter that died elsewhere, not yet known as such.
-const NEWCOMER_GRACE: Duration = Duration::from_millis(100);
+/// for three polls of the first in line, and more than a look of the second (who finds
+/// itself first when it sees the lock free): a live line would have taken it by then, so
+/// what is ahead is most likely a claim left by a waiter that died elsewhere.
+const NEWCOMER_GRACE: Duration = Duration::from_millis(150);
 /// A directory of more names than this is not listed again: its waiters take no turns.
 const MAX_LISTED: usize = 10_000;
 /// The claims ahead are looked at (one `lstat` each) this often by the waiters near the
@@ -374,12 +375,12 @@ fn abandoned(m: &Meta, now: SystemTime) -> bool {
 mod tests {
     use super::*;
 
-    /// Looks back off from 150 ms to 150 ms for the second in line, 300 ms further back;
+    /// Looks back off from 100 ms to 100 ms for the second in line, 300 ms further back;
     /// listings from 2 s to 10 s.
     #[test]
     fn looks_slow_down_with_the_place_in_line() {
         assert_eq!(pace_cap(0), FIRST);
-        assert_eq!(pace_cap(1), Duration::from_millis(150));
+        assert_eq!(pace_cap(1), Duration::from_millis(100));
         assert_eq!(pace_cap(2), Duration::from_millis(300));
         assert_eq!(pace_cap(3), Duration::from_millis(300));
         assert_eq!(pace_cap(usize::MAX), Duration::from_millis(300));

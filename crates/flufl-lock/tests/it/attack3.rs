@@ -254,7 +254,7 @@ fn try_lock_does_not_list_the_directory() {
     );
 }
 
-/// COST (fixed: a newcomer that finds the lock free leaves it 100 ms): a waiter that died on another host (or on this host before a reboot) leaves its
+/// COST (fixed: a newcomer that finds the lock free leaves it 150 ms): a waiter that died on another host (or on this host before a reboot) leaves its
 /// claim file; with a long lifetime nothing passes over it until half that lifetime has gone
 /// by (`abandoned`), and no one removes it. Until then every acquisition on a remote
 /// filesystem counts it ahead, so even an uncontended `lock()` of a free lock waits out the
