@@ -8,7 +8,7 @@
 #      flufl-lock command, then a crashed holder recovered (testbed/python/mixed.py);
 #   4. the Python bench, side by side with flufl.lock (testbed/python/bench.py).
 #
-#   bash scripts/test-python.sh             # all of it (about N minutes on 2 cores)
+#   bash scripts/test-python.sh             # all of it (about 3 minutes on 2 cores, 2 once built)
 #   bash scripts/test-python.sh --no-bench  # without the bench
 #
 # Needs python3 (3.11 or newer; PYTHON= picks another), cargo, and PyPI for the pinned
