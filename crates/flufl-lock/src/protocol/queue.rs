@@ -22,10 +22,10 @@ use std::ffi::{OsStr, OsString};
 
 /// How often the first in line tries to take the lock (`link`).
 const FIRST: Duration = Duration::from_millis(40);
-/// How often a waiter in line looks at the lock just after the line moved; it backs off
-/// (×1.5 a look) while nothing changes, to [`SECOND`] for the second in line (which must see
-/// the first take the lock before it lets go, to be first in line by then), and to [`LAST`]
-/// further back.
+/// How often a waiter in line looks at the lock just after the line moved (the second in
+/// line must see the first take the lock before it lets go, to be first in line by then);
+/// it backs off (×1.5 a look) while nothing changes, to twice that for the second in line
+/// and to [`LAST`] further back.
 const SECOND: Duration = Duration::from_millis(100);
 const LAST: Duration = Duration::from_millis(300);
 /// A lock seen free by a waiter in line is left to the waiters ahead for this long: until
@@ -47,7 +47,7 @@ const CHECK: Duration = Duration::from_secs(1);
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(10);
 /// A waiter in line that reads its host's cache asks the server itself at least this often,
 /// in case the first in line here stopped looking (a stopped process).
-const FRESH: Duration = Duration::from_secs(5);
+const FRESH: Duration = Duration::from_secs(10);
 /// The directory is listed at most this often when the line moved in a way our looks did
 /// not follow (a holder not in line ahead of us, a lock seen free).
 const RELIST_SOON: Duration = Duration::from_millis(300);
@@ -56,7 +56,7 @@ const RELIST_SOON: Duration = Duration::from_millis(300);
 fn pace_cap(ahead: usize) -> Duration {
     match ahead {
         0 => FIRST,
-        1 => SECOND,
+        1 => SECOND * 2,
         _ => LAST,
     }
 }
@@ -375,12 +375,12 @@ fn abandoned(m: &Meta, now: SystemTime) -> bool {
 mod tests {
     use super::*;
 
-    /// Looks back off from 100 ms to 100 ms for the second in line, 300 ms further back;
+    /// Looks back off from 100 ms to 200 ms for the second in line, 300 ms further back;
     /// listings from 2 s to 10 s.
     #[test]
     fn looks_slow_down_with_the_place_in_line() {
         assert_eq!(pace_cap(0), FIRST);
-        assert_eq!(pace_cap(1), Duration::from_millis(100));
+        assert_eq!(pace_cap(1), Duration::from_millis(200));
         assert_eq!(pace_cap(2), Duration::from_millis(300));
         assert_eq!(pace_cap(3), Duration::from_millis(300));
         assert_eq!(pace_cap(usize::MAX), Duration::from_millis(300));

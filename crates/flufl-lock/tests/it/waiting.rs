@@ -65,7 +65,7 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 /// Eight waiters on a "remote" filesystem behind a holder: only the first in line tries to
 /// take the lock, 25 times a second (each with an `lstat`); the others look at it without
-/// taking it, about 30 times a second in all (the second in line 10, the others 3.3 each),
+/// taking it, about 25 times a second in all (the second in line 5, the others 3.3 each),
 /// where each tried 10 times a second before (80 in all, each with an open and a read); an
 /// unchanged lock file is not read again; and once the holder lets go they are served in
 /// arrival order.
