@@ -370,3 +370,32 @@ fn an_unlistable_directory_still_hands_the_lock_over() {
     // One listing per acquisition: the holder's and the waiter's.
     assert_eq!(fs.lists.load(Relaxed), 2);
 }
+
+/// Found by the Python package's run of flufl.lock's own suite (which takes a thread id of a
+/// live process for a dead holder's pid): a pid that now numbers a thread of another process
+/// (pidfd_open answers EINVAL) is no process, so the claim's holder is gone. It was judged
+/// alive when the thread started in the holder's clock tick.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_pid_that_numbers_a_thread_is_no_process() {
+    use flufl_lock::sys::ProcState;
+    let tid = std::thread::spawn(|| {
+        let link = std::fs::read_link("/proc/thread-self").unwrap();
+        // "PID/task/TID"
+        let tid: u32 = link.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        assert_ne!(tid, std::process::id());
+        (tid, RealFs.process(tid))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        tid.1,
+        ProcState::Gone,
+        "thread {} taken for a process",
+        tid.0
+    );
+    assert!(matches!(
+        RealFs.process(std::process::id()),
+        ProcState::Running { start: Some(_) }
+    ));
+}

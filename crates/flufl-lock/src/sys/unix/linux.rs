@@ -48,6 +48,19 @@ pub fn is_remote(dir: &Path) -> io::Result<bool> {
     ))
 }
 
+/// Whether `pid` numbers a thread that is not its process's leader: `/proc/PID/status`
+/// (reachable by path for any thread) gives another thread group id. False when unreadable.
+fn numbers_a_thread(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        })
+        .is_some_and(|tgid| tgid != pid)
+}
+
 /// Parses `/proc/PID/stat`: the state letter and the start time (field 22). The command
 /// name (field 2) may hold spaces and parentheses, so parsing starts after its last `)`.
 pub(crate) fn parse_stat(stat: &str) -> Option<(char, u64)> {
@@ -84,8 +97,10 @@ pub fn process(pid: u32) -> ProcState {
                 Err(_) => return ProcState::Unknown,
             }
         }
-        // EINVAL: the pid names a thread, not a process (a reused pid); /proc tells.
-        Err(Errno::INVAL) => {}
+        // A pid that numbers a thread of another process (pidfd_open refuses it: EINVAL,
+        // ENOENT on newer kernels) is no process: the claim's holder is gone. (/proc would
+        // show the thread's start time, which may fall in the holder's clock tick.)
+        Err(Errno::INVAL | Errno::NOENT) if numbers_a_thread(pid) => return ProcState::Gone,
         // No pidfd (old kernel, seccomp): kill(pid, 0) tells existence, not a zombie.
         Err(_) => match test_kill_process(p) {
             Err(Errno::SRCH) => return ProcState::Gone,
