@@ -46,6 +46,9 @@ sh crates/flufl-lock-stress/setup.sh
 step "Linux tests (unit, property, integration, async, CLI, interop, doctests)"
 cargo test --workspace --all-features
 
+step "Python package flufl_lock_rs: our tests, flufl.lock 10.0.0's own suite, mixed contention, bench"
+bash scripts/test-python.sh
+
 step "Examples"
 for example in cron_job long_job shared_with_python; do
   cargo run -q -p flufl-lock --example "$example"
