@@ -55,6 +55,15 @@ fn counted(remote: bool) -> Arc<Layered<Counted>> {
     }))
 }
 
+/// A lock on `path` with a lifetime of a minute, through `fs`.
+fn on(path: &Path, fs: &Arc<Layered<Counted>>) -> Lock {
+    Lock::builder(path)
+        .lifetime(Duration::from_secs(60))
+        .filesystem(fs.clone())
+        .build()
+        .unwrap()
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -74,13 +83,7 @@ fn remote_waiters_take_turns_at_a_bounded_total_poll_rate() {
     const N: usize = 8;
     let (dir, path) = lock_path();
     let fs = counted(true);
-    let build = || {
-        Lock::builder(&path)
-            .lifetime(Duration::from_secs(60))
-            .filesystem(fs.clone())
-            .build()
-            .unwrap()
-    };
+    let build = || on(&path, &fs);
     let holder = build();
     holder.lock().unwrap();
     let served = Arc::new(Mutex::new(Vec::new()));
@@ -135,16 +138,9 @@ fn remote_waiters_take_turns_at_a_bounded_total_poll_rate() {
 fn a_waiter_woken_by_releases_polls_at_most_once_a_second() {
     let (_dir, path) = lock_path();
     let fs = counted(false);
-    let holder = Lock::builder(&path)
-        .lifetime(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let holder = on(&path, &Arc::new(Layered(Counted::default())));
     holder.lock().unwrap();
-    let waiter = Lock::builder(&path)
-        .lifetime(Duration::from_secs(60))
-        .filesystem(fs.clone())
-        .build()
-        .unwrap();
+    let waiter = on(&path, &fs);
     let t = std::thread::spawn(move || {
         waiter.lock_timeout(Duration::from_secs(30)).unwrap();
         let at = Instant::now();
@@ -175,11 +171,7 @@ fn a_waiter_woken_by_releases_polls_at_most_once_a_second() {
 fn a_waiter_removes_the_claim_of_a_dead_waiter_and_passes_over_an_expired_one() {
     let (dir, path) = lock_path();
     let fs = counted(true);
-    let holder = Lock::builder(&path)
-        .lifetime(Duration::from_secs(60))
-        .filesystem(fs.clone())
-        .build()
-        .unwrap();
+    let holder = on(&path, &fs);
     holder.lock().unwrap();
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
@@ -213,11 +205,7 @@ fn a_waiter_removes_the_claim_of_a_dead_waiter_and_passes_over_an_expired_one() 
         "test.lck|elsewhere.example|4242|8.fl1".into(),
         SystemTime::now() - hour,
     );
-    let waiter = Lock::builder(&path)
-        .lifetime(Duration::from_secs(60))
-        .filesystem(fs.clone())
-        .build()
-        .unwrap();
+    let waiter = on(&path, &fs);
     let t = std::thread::spawn(move || {
         waiter.lock_timeout(Duration::from_secs(30)).unwrap();
         waiter.unlock().unwrap();
