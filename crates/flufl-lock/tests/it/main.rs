@@ -14,6 +14,8 @@ mod attack;
 mod attack2;
 #[cfg(unix)]
 mod attack3;
+#[cfg(unix)]
+mod attack4;
 mod basic;
 #[cfg(unix)]
 mod faults;
