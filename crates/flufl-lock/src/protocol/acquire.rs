@@ -432,16 +432,22 @@ impl Inner {
             }
             None => a.backoff.step(self.fs.random()),
         };
-        // Wake for the holder's expiry. Our claim's re-stamp (`attempt`), when due before the
-        // next poll, is made now rather than woken for (a poll saved); no pause outlasts a
-        // quarter lifetime, so that the stamp is never older than half of it at our link.
-        pause = pause.min(j.left + Duration::from_millis(1));
-        if self.restamp_in(st, a.queue.is_some()) < pause {
-            self.restamp_claim(st)?;
-        }
-        pause = pause.min((st.lifetime / 4).max(self.cfg.min_poll));
+        // Wake for the holder's expiry, and within 7/8 of our claim's re-stamp period, so that
+        // a stamp made now is still fresh at the next attempt (one re-stamp a period).
+        let in_line = a.queue.is_some();
+        pause = pause
+            .min(j.left + Duration::from_millis(1))
+            .min((self.restamp_period(st, in_line) / 8 * 7).max(self.cfg.min_poll));
+        let timing_out = a
+            .deadline
+            .is_some_and(|d| d.saturating_duration_since(now) <= pause);
         if let Some(d) = a.deadline {
             pause = pause.min(d.saturating_duration_since(now));
+        }
+        // A re-stamp due before we wake is made now rather than woken for (a poll saved);
+        // not when we wake only to time out.
+        if !timing_out && self.restamp_in(st, in_line) < pause {
+            self.restamp_claim(st)?;
         }
         Ok(Next::Wait(pause))
     }
@@ -497,14 +503,19 @@ impl Inner {
         let Some(c) = st.claim else {
             return Duration::MAX;
         };
-        let every = if in_line {
+        c.stamped
+            .saturating_add(self.restamp_period(st, in_line))
+            .saturating_sub(self.fs.boot_clock())
+    }
+
+    /// How often our waiting claim is re-stamped: every quarter lifetime, and in line at
+    /// least every [`queue::HEARTBEAT`].
+    fn restamp_period(&self, st: &State, in_line: bool) -> Duration {
+        if in_line {
             (st.lifetime / 4).min(queue::HEARTBEAT)
         } else {
             st.lifetime / 4
-        };
-        c.stamped
-            .saturating_add(every)
-            .saturating_sub(self.fs.boot_clock())
+        }
     }
 
     /// Whether our claim's expiry was stamped a quarter of the lifetime ago or more.

@@ -1,7 +1,8 @@
 //! Review of the changes after 1a0a4f7: a pid that numbers a thread of another process is
 //! `Gone` (`sys/unix/linux.rs::process`); a waiting claim's re-stamp made at once when due
 //! before the next poll, pauses capped at a quarter lifetime (`protocol/acquire.rs`). The
-//! test headed COST failed at review; the others pin down attacks the change survived.
+//! test headed COST failed at review and passes since the fix; the others pin down attacks
+//! the change survived.
 
 use crate::support::{lock_path, FaultyFs, Op};
 use flufl_lock::sys::{Fs, ProcState, RealFs};
@@ -69,10 +70,15 @@ fn a_process_whose_leader_exited_is_running() {
         if state == 'Z' {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "leader never exited");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "leader never exited"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
     assert!(threads >= 2, "the other thread runs on");
     let seen = RealFs.process(pid);
     let _ = child.kill();
@@ -83,7 +89,8 @@ fn a_process_whose_leader_exited_is_running() {
     );
 }
 
-/// COST. A waiter whose pause is capped at a quarter lifetime (lifetime 2 s, polls from
+/// COST (fixed: pauses end within 7/8 of the re-stamp period, so a stamp made in
+/// `plan_wait` is still fresh at the next `attempt`). A waiter whose pause is capped at a quarter lifetime (lifetime 2 s, polls from
 /// 400 ms up) re-stamps its claim twice a poll: `plan_wait` re-stamps because the stamp is
 /// due within the (uncapped) pause, then caps the pause at exactly `lifetime / 4`; after it,
 /// the stamp is `lifetime / 4` old (plus the oversleep), so `attempt` re-stamps again
@@ -91,7 +98,6 @@ fn a_process_whose_leader_exited_is_running() {
 /// it was once every other poll (by reading; not run against the old code). Each re-stamp is two calls (`utimes`, `lstat`): on NFS,
 /// round trips to the server.
 #[test]
-#[ignore = "break (cost): two re-stamps a poll once the pause is capped at lifetime/4"]
 fn a_capped_waiter_restamps_at_most_once_a_poll() {
     let (_dir, path) = lock_path();
     let holder = Lock::builder(&path)
