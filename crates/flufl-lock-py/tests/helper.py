@@ -8,6 +8,7 @@
 """
 
 import os
+import signal
 import sys
 import time
 
@@ -28,6 +29,9 @@ def main(argv):
         lock.unlock()
         say('unlocked')
     elif command == 'wait':
+        # Ctrl-C raises KeyboardInterrupt here even when the tests run as a background job,
+        # whose shell started them with SIGINT ignored (Python then installs no handler).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         lock = Lock(path)
         if os.environ.get('TEST_WAITING'):
             lock._raw._set_waiting(os.environ['TEST_WAITING'])
