@@ -5,11 +5,11 @@
 //! `try_lock`; a short grace for a newcomer that finds the lock free); the others pin down
 //! attacks the change survived.
 
-use crate::support::{lock_path, Layer, Layered};
+use crate::support::{lock_path, plant_claim, Layer, Layered};
 use flufl_lock::sys::{FileId, Fs, Meta, RealFs};
 use flufl_lock::{ErrorKind, Lock};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -32,20 +32,6 @@ fn dead_pid() -> u32 {
     let pid = child.id();
     child.wait().unwrap();
     pid
-}
-
-/// Writes a claim file named `name` in `dir` (its content its own path, as ours are) that
-/// expires at `expiry`.
-fn plant_claim(dir: &Path, name: &str, expiry: SystemTime) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, p.as_os_str().as_encoded_bytes()).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_modified(expiry)
-        .unwrap();
-    p
 }
 
 fn ino(p: &Path) -> u64 {

@@ -23,6 +23,21 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Writes a claim file named `name` in `dir` (its content its own path, as ours are) that
+/// expires at `expiry`: a waiter's claim, planted.
+#[cfg(unix)]
+pub fn plant_claim(dir: &Path, name: &str, expiry: SystemTime) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, p.as_os_str().as_encoded_bytes()).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(expiry)
+        .unwrap();
+    p
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     CreateNew,

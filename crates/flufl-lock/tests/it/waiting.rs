@@ -2,7 +2,7 @@
 //! grow with the number of waiters on a remote filesystem; polling as a safety net only
 //! where a release wakes the waiter; claims of dead waiters passed over.
 
-use crate::support::{files_in, lock_path, Layer, Layered};
+use crate::support::{files_in, lock_path, plant_claim, Layer, Layered};
 use flufl_lock::sys::{Fs, RealFs};
 use flufl_lock::Lock;
 use std::io;
@@ -185,17 +185,7 @@ fn a_waiter_removes_the_claim_of_a_dead_waiter_and_passes_over_an_expired_one() 
         id.start_time.expect("start time")
     );
     let host = flufl_lock::sys::hostname();
-    let claim = |name: String, expiry: SystemTime| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, p.as_os_str().as_encoded_bytes()).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(expiry)
-            .unwrap();
-        p
-    };
+    let claim = |name: String, expiry: SystemTime| plant_claim(dir.path(), &name, expiry);
     let hour = Duration::from_secs(3600);
     let dead_claim = claim(
         format!("test.lck|{host}|{dead}|7.{origin}"),
